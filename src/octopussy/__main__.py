@@ -1,0 +1,5 @@
+"""`python -m octopussy` is the same as the `octopussy` command."""
+
+from octopussy.cli import run
+
+run()

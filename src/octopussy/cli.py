@@ -1,0 +1,220 @@
+"""The ``octopussy`` command: parse arguments, build a ``Runtime``, run one mode.
+
+    octopussy [--config FILE] [--log-level L] [--verbose] [--debug] [COMMAND]
+      chat                  the coordinator REPL (the default)
+      ask TEXT...           one answer on stdout, for scripts ("-" reads stdin)
+      serve [--json]        every agent headless; notifications one per line
+      config check [FILE]   validate a config file
+      config show           the effective config (defaults filled in, secrets masked)
+      notify TEXT...        show a notification in a running chat/serve (same data dir)
+      doctor                what is configured and reachable, each with OK or a fix
+      version
+
+``main(argv) -> int`` is the whole CLI, testable without a subprocess (STYLE.md §12).
+Exit codes: 0 success, 1 an unexpected internal error, 2 bad input (config, usage, a
+model or server that failed) with one line on stderr; tracebacks only with ``--debug``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+from octopussy import __version__
+from octopussy.config import LoadedConfig, load_config, parse_config
+from octopussy.errors import ConfigError, OctopussyError
+from octopussy.logs import setup_logging
+
+EXIT_OK = 0
+EXIT_INTERNAL = 1
+EXIT_BAD_INPUT = 2
+
+log = logging.getLogger("octopussy.cli")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="octopussy",
+        description="Octopussy Light: a local-first multi-agent assistant.",
+    )
+    parser.add_argument("--config", metavar="FILE", help="config file (default: ./config.yaml)")
+    parser.add_argument(
+        "--log-level",
+        choices=["DEBUG", "INFO", "WARNING", "ERROR"],
+        type=str.upper,
+        help="log level (default: from config, INFO)",
+    )
+    parser.add_argument(
+        "-v", "--verbose", action="store_true", help="also print logs on stderr (colored)"
+    )
+    parser.add_argument("--debug", action="store_true", help="show tracebacks; DEBUG logging")
+    parser.add_argument("--version", action="version", version=f"octopussy {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    sub.add_parser("chat", help="chat with the coordinator (default)")
+
+    ask = sub.add_parser("ask", help="one answer on stdout, for scripts")
+    ask.add_argument("text", nargs="+", help='the question ("-" reads it from stdin)')
+    ask.add_argument("--no-stream", action="store_true", help="print the answer at the end")
+
+    serve = sub.add_parser("serve", help="run every agent headless (for systemd)")
+    serve.add_argument("--json", action="store_true", help="JSON lines: type, time, payload")
+
+    config = sub.add_parser("config", help="validate or show the configuration")
+    config_sub = config.add_subparsers(dest="config_command", metavar="ACTION", required=True)
+    check = config_sub.add_parser("check", help="validate a config file")
+    check.add_argument("file", nargs="?", help="default: --config, then ./config.yaml")
+    config_sub.add_parser("show", help="print the effective config (secrets masked)")
+
+    notify = sub.add_parser("notify", help="show a notification in a running octopussy")
+    notify.add_argument("text", nargs="+", help="the notification text")
+    notify.add_argument("--label", default="NOTICE", help="the [LABEL] shown (default NOTICE)")
+
+    sub.add_parser("doctor", help="check model, sandbox, MCP servers; print fixes")
+    sub.add_parser("version", help="print the version")
+    return parser
+
+
+def _error(message: str) -> None:
+    print(f"octopussy: error: {message}", file=sys.stderr)
+
+
+def _setup_logging(args: argparse.Namespace, loaded: LoadedConfig, *, stderr: bool) -> None:
+    settings = loaded.config.logging
+    level = "DEBUG" if args.debug else (args.log_level or settings.level)
+    try:
+        setup_logging(
+            level=level,
+            file=loaded.paths.log_file,
+            stderr=stderr or args.verbose or settings.stderr,
+        )
+    except OSError as exc:
+        # A read-only home must not stop the chat: log to stderr only, and say so once.
+        setup_logging(level=level, file=None, stderr=True)
+        log.warning("cannot write the log file %s (%s)", loaded.paths.log_file, exc)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the CLI; returns the process exit code."""
+    parser = build_parser()
+    try:
+        args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
+    except SystemExit as exc:  # argparse already printed usage and the problem
+        return int(exc.code or 0) and EXIT_BAD_INPUT
+    command = args.command or "chat"
+    try:
+        if command == "version":
+            print(f"octopussy {__version__}")
+            return EXIT_OK
+        if command == "config" and args.config_command == "check":
+            return _config_check(args)
+        loaded = load_config(args.config)
+        if command == "config":
+            return _config_show(loaded)
+        if command == "notify":
+            from octopussy.agents.spool import write_spool_file
+
+            write_spool_file(loaded.paths.spool, " ".join(args.text), label=args.label)
+            return EXIT_OK
+        _setup_logging(args, loaded, stderr=False)
+        if command == "doctor":
+            from octopussy.doctor import run_doctor
+
+            return asyncio.run(run_doctor(loaded))
+        if command == "ask":
+            return asyncio.run(_ask(loaded, args))
+        if command == "serve":
+            from octopussy.serve import run_serve
+
+            return asyncio.run(run_serve(loaded, json_lines=args.json))
+        from octopussy.repl import run_chat
+
+        return asyncio.run(run_chat(loaded))
+    except OctopussyError as exc:
+        if args.debug:
+            raise
+        _error(str(exc))
+        return EXIT_BAD_INPUT
+    except KeyboardInterrupt:
+        return EXIT_OK
+    except Exception as exc:
+        if args.debug:
+            raise
+        log.exception("internal error")
+        _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
+        return EXIT_INTERNAL
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
+
+
+def _config_check(args: argparse.Namespace) -> int:
+    file = args.file or args.config
+    if file is None:
+        loaded = load_config(None)
+    else:
+        from pathlib import Path
+
+        path = Path(file)
+        try:
+            text = path.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ConfigError(f"cannot read: {exc.strerror or exc}", source=str(path)) from exc
+        parse_config(text, source=str(path))
+        loaded = load_config(path)
+    print(f"{loaded.source}: OK")
+    for key in loaded.plain_secrets:
+        print(f"warning: {loaded.source}: {key} is written in plain text (use ${{ENV_VAR}})")
+    return EXIT_OK
+
+
+def _mask(tree: Any) -> Any:
+    if isinstance(tree, dict):
+        return {
+            k: ("***" if k in ("api_key", "password", "imap_password") and v else _mask(v))
+            for k, v in tree.items()
+        }
+    if isinstance(tree, list):
+        return [_mask(v) for v in tree]
+    return tree
+
+
+def _config_show(loaded: LoadedConfig) -> int:
+    import yaml
+
+    data = _mask(loaded.config.model_dump(mode="json", exclude_none=True))
+    print(f"# source: {loaded.source}")
+    print(f"# data dir: {loaded.paths.home}")
+    print(f"# workspace: {loaded.paths.workspace}")
+    print(yaml.safe_dump(data, sort_keys=False, allow_unicode=True), end="")
+    return EXIT_OK
+
+
+async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from octopussy.runtime import Runtime
+
+    text = " ".join(args.text)
+    if text == "-":
+        text = sys.stdin.read()
+    text = text.strip()
+    if not text:
+        raise ConfigError("nothing to ask", hint='give the question: octopussy ask "..."')
+    async with Runtime(loaded, background_agents=False) as runtime:
+        coordinator = runtime.coordinator
+        if args.no_stream:
+            print(await coordinator.chat(text))
+        else:
+            async for delta in coordinator.chat_stream(text):
+                sys.stdout.write(delta)
+                sys.stdout.flush()
+            sys.stdout.write("\n")
+        usage = runtime.meter.for_agent("coordinator")
+        log.info("ask answered: %s", json.dumps(usage.as_dict()))
+    return EXIT_OK

@@ -1,0 +1,551 @@
+"""Configuration: one YAML file, validated once, plus where things live on disk.
+
+    config.yaml ──► YAML parse ──► ${VAR} / ${VAR:-default} interpolation ──► pydantic
+                 ──► Config (frozen)  +  Paths (data dir, workspace, model cache, logs)
+
+This is the only module that reads environment variables (STYLE.md §9): the environment is
+passed in as a mapping, so tests never touch ``os.environ``. Every mistake becomes a
+``ConfigError`` naming the file, the key path and what was expected, in one line.
+
+The keys are the seed's (``llm``, ``coordinator``, ``mail_agent``, ``calendar_agent``,
+``mcp_servers``) plus ours. Any agent section may carry an ``llm:`` block that overrides
+the global one for that agent (provider, model, base_url, api_key, ...).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from octopussy.errors import ConfigError
+
+ProviderName = Literal["embedded", "openai", "ollama", "scripted"]
+ToolMode = Literal["auto", "native", "json"]
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are the coordinator of Octopussy Light, a personal assistant that runs on the "
+    "user's own machine. You talk with the user, answer what you can directly, and hand "
+    "real work to worker agents that use tools. Be friendly, precise and brief."
+)
+
+#: The model name each provider uses when the config names none.
+DEFAULT_MODELS: dict[str, str] = {
+    "embedded": "qwen2.5-coder-1.5b-instruct",
+    "scripted": "echo",
+}
+
+DEFAULT_BASE_URLS: dict[str, str] = {
+    "ollama": "http://localhost:11434",
+    "openai": "https://api.openai.com/v1",
+}
+
+
+class _Section(BaseModel):
+    """Base for every config section: unknown keys are errors, values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class EmbeddedSettings(_Section):
+    """The in-process llama.cpp model."""
+
+    model_path: Path | None = Field(
+        default=None, description="A GGUF file; default: the bundled Qwen2.5-Coder-1.5B."
+    )
+    threads: int | None = Field(
+        default=None, ge=1, le=256, description="CPU threads; default 1 on ≤2 cores."
+    )
+    n_ctx: int = Field(default=4096, ge=512, le=131072)
+
+
+class LLMOverride(_Section):
+    """Per-agent override of the global ``llm`` section; every field optional."""
+
+    provider: ProviderName | None = None
+    model: str | None = None
+    base_url: str | None = None
+    api_key: str | None = None
+    temperature: float | None = Field(default=None, ge=0, le=2)
+    max_tokens: int | None = Field(default=None, ge=1)
+    timeout: float | None = Field(default=None, gt=0)
+    tool_mode: ToolMode | None = None
+
+
+class LLMSettings(_Section):
+    """The global ``llm`` section (seed keys plus ours)."""
+
+    provider: ProviderName = "embedded"
+    base_url: str | None = None
+    api_key: str | None = None
+    model: str | None = None
+    coordinator_model: str | None = None
+    worker_model: str | None = None
+    temperature: float = Field(default=0.2, ge=0, le=2)
+    max_tokens: int | None = Field(default=1024, ge=1)
+    timeout: float = Field(default=120.0, gt=0)
+    max_retries: int = Field(default=2, ge=0, le=10)
+    tool_mode: ToolMode = "auto"
+    embedded: EmbeddedSettings = EmbeddedSettings()
+    script: list[str] | None = Field(
+        default=None,
+        description="provider scripted: answers in order (default: echo the user's text).",
+    )
+    script_delay: float = Field(default=0.0, ge=0, description="provider scripted: latency.")
+
+
+class CoordinatorSettings(_Section):
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    llm: LLMOverride | None = None
+    history_turns: int = Field(
+        default=40, ge=2, description="Conversation turns kept verbatim for the model."
+    )
+
+
+class MailFilter(_Section):
+    field: Literal["sender", "subject", "body", "to", "any"] = "any"
+    pattern: str
+    ignore_case: bool = True
+
+    @field_validator("pattern")
+    @classmethod
+    def _valid_regex(cls, value: str) -> str:
+        try:
+            re.compile(value)
+        except re.error as exc:
+            raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+        return value
+
+
+class MailAgentSettings(_Section):
+    enabled: bool = True
+    poll_interval_seconds: float = Field(default=60, gt=0)
+    imap_host: str | None = None
+    imap_port: int | None = Field(default=None, ge=1, le=65535)
+    imap_user: str | None = None
+    imap_password: str | None = None
+    tls: Literal["imaps", "starttls", "plain"] = "imaps"
+    mailboxes: list[str] = ["INBOX"]
+    match: Literal["any", "all"] = "any"
+    filters: list[MailFilter] = []
+    llm: LLMOverride | None = None
+
+
+class CalendarAgentSettings(_Section):
+    enabled: bool = True
+    poll_interval_seconds: float = Field(default=300, gt=0)
+    notify_minutes_before: int = Field(default=30, ge=0)
+    backend: Literal["local", "caldav", "google"] = "local"
+    local_ics_path: Path | None = None
+    url: str | None = None
+    username: str | None = None
+    password: str | None = None
+    calendars: list[str] = []
+    google_credentials_path: Path | None = None
+    google_token_path: Path | None = None
+    google_calendar_id: str = "primary"
+    llm: LLMOverride | None = None
+
+
+class MCPServerEntry(_Section):
+    """One entry of the seed's ``mcp_servers`` list."""
+
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
+    type: Literal["local", "stdio", "http", "sse"] = "local"
+    command: list[str] | str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    cwd: Path | None = None
+    url: str | None = None
+    api_key: str | None = None
+    headers: dict[str, str] = {}
+    enabled: bool = True
+    timeout: float = Field(default=60.0, gt=0)
+
+
+class MCPServersJSONEntry(BaseModel):
+    """One value of the ``mcpServers`` object (Claude Desktop / Cursor / Claude Code shape)."""
+
+    model_config = ConfigDict(extra="allow", frozen=True)
+
+    command: str | None = None
+    args: list[str] = []
+    env: dict[str, str] = {}
+    url: str | None = None
+    type: str | None = None
+    headers: dict[str, str] = {}
+
+
+class WorkerSettings(_Section):
+    max_workers: int = Field(default=4, ge=1, le=1000)
+    max_idle_workers: int = Field(default=3, ge=0, le=1000)
+    max_steps: int = Field(default=10, ge=1, le=200)
+    llm: LLMOverride | None = None
+
+
+class ToolAgentSettings(_Section):
+    enabled: bool = True
+    max_attempts: int = Field(default=3, ge=1, le=20)
+    llm: LLMOverride | None = None
+
+
+class LoggingSettings(_Section):
+    level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    file: Path | None = Field(default=None, description="Default: <data dir>/logs/octopussy.log")
+    stderr: bool = Field(default=False, description="Also log to stderr (colored per agent).")
+
+    @field_validator("level", mode="before")
+    @classmethod
+    def _upper(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+
+class BusSettings(_Section):
+    backend: Literal["memory"] = "memory"
+    inbox_size: int = Field(default=1000, ge=1)
+
+
+class StoreSettings(_Section):
+    backend: Literal["sqlite"] = "sqlite"
+    path: Path | None = Field(default=None, description="Default: <data dir>/octopussy.db")
+
+
+class Config(_Section):
+    """The whole validated configuration."""
+
+    llm: LLMSettings = LLMSettings()
+    coordinator: CoordinatorSettings = CoordinatorSettings()
+    mail_agent: MailAgentSettings | None = None
+    calendar_agent: CalendarAgentSettings | None = None
+    mcp_servers: list[MCPServerEntry] = []
+    mcpServers: dict[str, MCPServersJSONEntry] = {}  # the name users paste
+    workers: WorkerSettings = WorkerSettings()
+    tool_agent: ToolAgentSettings = ToolAgentSettings()
+    workspace: Path | None = Field(default=None, description="Default: the current directory.")
+    data_dir: Path | None = Field(default=None, description="Default: $OCTOPUSSY_HOME or XDG.")
+    logging: LoggingSettings = LoggingSettings()
+    bus: BusSettings = BusSettings()
+    store: StoreSettings = StoreSettings()
+
+    def llm_for(self, agent: str) -> ResolvedLLM:
+        """The effective model settings of ``agent`` (coordinator, worker, mail_agent, ...)."""
+        base = self.llm
+        override: LLMOverride | None = None
+        seed_model: str | None = None
+        if agent == "coordinator":
+            override, seed_model = self.coordinator.llm, base.coordinator_model
+        elif agent in ("worker", "workers", "prompt_optimizer"):
+            override, seed_model = self.workers.llm, base.worker_model
+        elif agent == "mail_agent" and self.mail_agent is not None:
+            override = self.mail_agent.llm
+        elif agent == "calendar_agent" and self.calendar_agent is not None:
+            override = self.calendar_agent.llm
+        elif agent == "tool_agent":
+            override = self.tool_agent.llm
+        o = override or LLMOverride()
+        provider = o.provider or base.provider
+        provider_changed = o.provider is not None and o.provider != base.provider
+        model = o.model or (None if provider_changed else (seed_model or base.model))
+        model = model or DEFAULT_MODELS.get(provider)
+        where = f"{agent}.llm" if override is not None else "llm"
+        if model is None:
+            raise ConfigError(
+                f"no model named for provider {provider!r}",
+                path=f"{where}.model" if override else "llm.model",
+                hint="name one, e.g. `model: llama3.2` (see `ollama list`) or `model: gpt-4o-mini`",
+            )
+        base_url = o.base_url or (None if provider_changed else base.base_url)
+        return ResolvedLLM(
+            agent=agent,
+            provider=provider,
+            model=model,
+            base_url=base_url or DEFAULT_BASE_URLS.get(provider),
+            api_key=o.api_key or (None if provider_changed else base.api_key),
+            temperature=o.temperature if o.temperature is not None else base.temperature,
+            max_tokens=o.max_tokens if o.max_tokens is not None else base.max_tokens,
+            timeout=o.timeout if o.timeout is not None else base.timeout,
+            max_retries=base.max_retries,
+            tool_mode=o.tool_mode or base.tool_mode,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class ResolvedLLM:
+    """Everything a provider needs for one agent, after overrides and defaults."""
+
+    agent: str
+    provider: ProviderName
+    model: str
+    base_url: str | None
+    api_key: str | None
+    temperature: float
+    max_tokens: int | None
+    timeout: float
+    max_retries: int
+    tool_mode: ToolMode
+
+    @property
+    def key(self) -> tuple[str, str, str | None, str | None]:
+        """Agents whose settings share this key share one provider instance."""
+        return (self.provider, self.model, self.base_url, self.api_key)
+
+
+@dataclass(frozen=True, slots=True)
+class Paths:
+    """Where things live. Two different homes share nothing."""
+
+    home: Path
+    workspace: Path
+    model_cache: Path
+    log_file: Path
+    store: Path
+
+    @property
+    def spool(self) -> Path:
+        """Where ``octopussy notify`` drops notifications for a running instance."""
+        return self.home / "spool"
+
+    def ensure(self) -> None:
+        """Create the directories (user-only permissions for the data dir)."""
+        self.home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        self.model_cache.mkdir(parents=True, exist_ok=True)
+        self.log_file.parent.mkdir(parents=True, exist_ok=True)
+        self.store.parent.mkdir(parents=True, exist_ok=True)
+
+
+@dataclass(frozen=True, slots=True)
+class LoadedConfig:
+    """A validated config, where it came from, and the resolved paths."""
+
+    config: Config
+    source: str  # the file path, or "<defaults>"
+    paths: Paths
+    env: Mapping[str, str]
+    #: Key paths whose secret was written literally in the file (``doctor`` warns).
+    plain_secrets: tuple[str, ...] = ()
+
+
+_SECRET_KEYS = {"api_key", "imap_password", "password"}
+_VAR = re.compile(r"\$\$|\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+
+
+def interpolate(value: Any, env: Mapping[str, str], *, source: str, path: str = "") -> Any:
+    """Replace ``${VAR}`` / ``${VAR:-default}`` in every string of a YAML tree.
+
+    ``$$`` stands for a literal ``$``. A missing variable without a default is a
+    ``ConfigError`` naming the key path.
+    """
+    if isinstance(value, dict):
+        return {
+            k: interpolate(v, env, source=source, path=f"{path}.{k}" if path else str(k))
+            for k, v in value.items()
+        }
+    if isinstance(value, list):
+        return [
+            interpolate(v, env, source=source, path=f"{path}[{i}]") for i, v in enumerate(value)
+        ]
+    if not isinstance(value, str) or "$" not in value:
+        return value
+
+    def replace(match: re.Match[str]) -> str:
+        if match.group(0) == "$$":
+            return "$"
+        name, default = match.group(1), match.group(2)
+        if name in env and env[name] != "":
+            return env[name]
+        if default is not None:
+            return default
+        raise ConfigError(
+            f"environment variable {name} is not set",
+            source=source,
+            path=path,
+            hint=f"export {name}=... or write ${{{name}:-default}}",
+        )
+
+    return _VAR.sub(replace, value)
+
+
+def _plain_secret_paths(tree: Any, path: str = "") -> list[str]:
+    found: list[str] = []
+    if isinstance(tree, dict):
+        for k, v in tree.items():
+            sub = f"{path}.{k}" if path else str(k)
+            if k in _SECRET_KEYS and isinstance(v, str) and v and "${" not in v:
+                found.append(sub)
+            found.extend(_plain_secret_paths(v, sub))
+    elif isinstance(tree, list):
+        for i, v in enumerate(tree):
+            found.extend(_plain_secret_paths(v, f"{path}[{i}]"))
+    return found
+
+
+def _loc(loc: tuple[int | str, ...]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out
+
+
+def _known_keys(loc: tuple[int | str, ...]) -> list[str]:
+    """Field names of the section that holds ``loc`` (for did-you-mean hints)."""
+    model: Any = Config
+    for part in loc[:-1]:
+        if isinstance(part, int) or model is None:
+            continue
+        field = model.model_fields.get(part) if hasattr(model, "model_fields") else None
+        if field is None:
+            return []
+        annotation = field.annotation
+        model = None
+        for candidate in (annotation, *getattr(annotation, "__args__", ())):
+            for inner in (candidate, *getattr(candidate, "__args__", ())):
+                if isinstance(inner, type) and issubclass(inner, BaseModel):
+                    model = inner
+                    break
+            if model is not None:
+                break
+    return list(model.model_fields) if model is not None else []
+
+
+def _validation_error(exc: ValidationError, source: str) -> ConfigError:
+    error = exc.errors()[0]
+    loc = tuple(error["loc"])
+    path = _loc(loc)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        key = str(loc[-1])
+        close = difflib.get_close_matches(key, _known_keys(loc), n=1)
+        hint = f"did you mean {close[0]!r}?" if close else "remove it or check the README"
+        return ConfigError(f"unknown key {key!r}", source=source, path=path, hint=hint)
+    message = error["msg"]
+    if kind == "value_error":
+        message = message.removeprefix("Value error, ")
+    got = error.get("input")
+    if kind not in ("missing",) and not isinstance(got, (dict, list)):
+        message += f" (got {got!r})"
+    more = len(exc.errors()) - 1
+    return ConfigError(
+        message,
+        source=source,
+        path=path,
+        hint=f"{more} more problem(s) after this one" if more else None,
+    )
+
+
+def default_home(env: Mapping[str, str]) -> Path:
+    """``$OCTOPUSSY_HOME``, else ``$XDG_DATA_HOME/octopussy``, else ``~/.local/share/octopussy``."""
+    if env.get("OCTOPUSSY_HOME"):
+        return Path(env["OCTOPUSSY_HOME"]).expanduser()
+    xdg = env.get("XDG_DATA_HOME") or str(Path(env.get("HOME", "~")) / ".local" / "share")
+    return Path(xdg).expanduser() / "octopussy"
+
+
+def resolve_paths(config: Config, env: Mapping[str, str], *, cwd: Path | None = None) -> Paths:
+    cwd = cwd or Path.cwd()
+    home = (config.data_dir.expanduser() if config.data_dir else default_home(env)).absolute()
+    workspace = (cwd / config.workspace.expanduser()) if config.workspace else cwd
+    cache = (
+        Path(env["OCTOPUSSY_MODEL_CACHE"]) if env.get("OCTOPUSSY_MODEL_CACHE") else home / "models"
+    )
+    log_file = (
+        config.logging.file.expanduser() if config.logging.file else home / "logs" / "octopussy.log"
+    )
+    store = config.store.path.expanduser() if config.store.path else home / "octopussy.db"
+    return Paths(
+        home=home,
+        workspace=workspace.resolve(),
+        model_cache=cache.expanduser().absolute(),
+        log_file=log_file.absolute(),
+        store=store.absolute(),
+    )
+
+
+def parse_config(
+    text: str, *, source: str, env: Mapping[str, str] | None = None
+) -> tuple[Config, list[str]]:
+    """Validate YAML text; returns the config and the key paths of plain-text secrets."""
+    env = os.environ if env is None else env
+    try:
+        raw = yaml.safe_load(text)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else "?"
+        raise ConfigError(
+            f"invalid YAML at {where}: {exc.problem}",
+            source=source,
+            hint="check indentation and quoting",
+        ) from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"invalid YAML: {exc}", source=source) from exc
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(
+            f"the top level must be a mapping of sections, not {type(raw).__name__}",
+            source=source,
+            hint="start with `llm:` (see config.example.yaml)",
+        )
+    plain = _plain_secret_paths(raw)
+    tree = interpolate(raw, env, source=source)
+    try:
+        config = Config.model_validate(tree)
+    except ValidationError as exc:
+        raise _validation_error(exc, source) from exc
+    # Resolve every agent's model now so a missing model name fails at load, not mid-chat.
+    for agent in ("coordinator", "worker"):
+        try:
+            config.llm_for(agent)
+        except ConfigError as exc:
+            exc.source = source
+            raise
+    return config, plain
+
+
+def find_config_file(explicit: str | None, env: Mapping[str, str], cwd: Path) -> Path | None:
+    """``--config`` wins, then ``$OCTOPUSSY_CONFIG``, then ``./config.yaml`` if present."""
+    if explicit:
+        return Path(explicit).expanduser()
+    if env.get("OCTOPUSSY_CONFIG"):
+        return Path(env["OCTOPUSSY_CONFIG"]).expanduser()
+    candidate = cwd / "config.yaml"
+    return candidate if candidate.is_file() else None
+
+
+def load_config(
+    path: str | Path | None = None,
+    *,
+    env: Mapping[str, str] | None = None,
+    cwd: Path | None = None,
+) -> LoadedConfig:
+    """Find, read and validate the config; built-in defaults when there is no file."""
+    env = dict(os.environ) if env is None else env
+    cwd = cwd or Path.cwd()
+    file = find_config_file(str(path) if path else None, env, cwd)
+    plain: list[str] = []
+    if file is None:
+        config, source = Config(), "<defaults>"
+    else:
+        source = str(file)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except FileNotFoundError as exc:
+            raise ConfigError(
+                "file not found", source=source, hint="check the path given to --config"
+            ) from exc
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read: {exc}", source=source) from exc
+        config, plain = parse_config(text, source=source, env=env)
+    paths = resolve_paths(config, env, cwd=cwd)
+    return LoadedConfig(
+        config=config, source=source, paths=paths, env=env, plain_secrets=tuple(plain)
+    )

@@ -1,0 +1,95 @@
+"""How bus messages look to the user: the seed's terminal formats, and one-line forms.
+
+    [MAIL] From: ...            [TASK RESULT] Task 1a2b3c4d (response #1):
+           Subject: ...         <result text>
+           Summary: ...         [TASK ERROR] Task 1a2b3c4d failed: <error>
+
+``format_message`` gives the block shown in the REPL; ``format_line`` the single line
+``octopussy serve`` prints; ``message_json`` the ``--json`` form (type, time, payload).
+Pure functions: no I/O here.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+
+from octopussy.bus.messages import Message, MessageType
+
+
+def _get(payload: Any, key: str, default: str) -> str:
+    value = payload.get(key) if hasattr(payload, "get") else None
+    return default if value in (None, "") else str(value)
+
+
+def _indent_block(label: str, rows: list[tuple[str, str]]) -> str:
+    pad = " " * (len(label) + 1)
+    lines = []
+    for index, (key, value) in enumerate(rows):
+        prefix = f"{label} " if index == 0 else pad
+        lines.append(f"{prefix}{key}: {value}")
+    return "\n".join(lines)
+
+
+def short_task_id(task_id: str | None) -> str:
+    return (task_id or "unknown")[:8]
+
+
+def format_message(message: Message) -> str:
+    """The multi-line block the REPL prints for a message from another agent."""
+    p = message.payload
+    kind = message.type
+    if kind is MessageType.MAIL_NOTIFICATION:
+        return _indent_block(
+            "[MAIL]",
+            [
+                ("From", _get(p, "sender", "Unknown")),
+                ("Subject", _get(p, "subject", "No subject")),
+                ("Summary", _get(p, "summary", "")),
+            ],
+        )
+    if kind is MessageType.CALENDAR_NOTIFICATION:
+        return _indent_block(
+            "[CALENDAR]",
+            [
+                ("Event", _get(p, "title", "Untitled")),
+                ("When", _get(p, "start_time", "Unknown")),
+                ("Location", _get(p, "location", "Not specified")),
+                ("Description", _get(p, "description", "")),
+            ],
+        )
+    task = short_task_id(message.task_id or _get(p, "task_id", ""))
+    if kind is MessageType.TASK_RESULT:
+        number = _get(p, "response_number", "1")
+        return f"[TASK RESULT] Task {task} (response #{number}):\n{_get(p, 'result', '')}"
+    if kind is MessageType.TASK_ERROR:
+        return f"[TASK ERROR] Task {task} failed: {_get(p, 'error', 'Unknown error')}"
+    if kind is MessageType.TASK_PROGRESS:
+        return f"[TASK PROGRESS] Task {task}: {_get(p, 'text', '')}"
+    if kind is MessageType.AGENT_NOTIFICATION:
+        label = _get(p, "label", message.sender.upper().replace("_", " "))
+        return f"[{label}] {_get(p, 'text', '')}"
+    return f"[{kind.value.upper()}] from {message.sender}: {json.dumps(dict(p), default=str)}"
+
+
+def format_line(message: Message) -> str:
+    """``format_message`` folded onto one line (for logs and ``serve``)."""
+    block = format_message(message)
+    parts = [part.strip() for part in block.splitlines() if part.strip()]
+    return " | ".join(parts)
+
+
+def message_json(message: Message) -> str:
+    """One JSON line: type, ISO time, sender, task id and payload."""
+    return json.dumps(
+        {
+            "type": message.type.value,
+            "time": time.strftime("%Y-%m-%dT%H:%M:%S%z", time.localtime(message.timestamp)),
+            "sender": message.sender,
+            "task_id": message.task_id,
+            "payload": dict(message.payload),
+        },
+        ensure_ascii=False,
+        default=str,
+    )

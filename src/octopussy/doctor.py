@@ -1,0 +1,315 @@
+"""``octopussy doctor``: what is configured and reachable, each with OK or a one-line fix.
+
+    config ─ data dir ─ model endpoint(s) ─ embedded model ─ sandbox ─ MCP servers ─ secrets
+
+Checks are quick and side-effect free: no model is loaded, no tool is run outside the
+sandbox probe, endpoints get one short request. Exit code 0 when nothing FAILs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib.util
+import json
+import os
+import urllib.error
+import urllib.request
+import shutil
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Literal
+from urllib.parse import urlsplit
+
+from octopussy.config import LoadedConfig, ResolvedLLM
+from octopussy.errors import OctopussyError
+
+Status = Literal["OK", "WARN", "FAIL"]
+
+
+@dataclass(frozen=True, slots=True)
+class Check:
+    status: Status
+    name: str
+    detail: str
+    fix: str | None = None
+
+    def line(self) -> str:
+        text = f"{self.status:<4}  {self.name}: {self.detail}"
+        return f"{text} — fix: {self.fix}" if self.fix else text
+
+
+def _agents(loaded: LoadedConfig) -> list[str]:
+    config = loaded.config
+    agents = ["coordinator", "worker"]
+    if config.mail_agent is not None and config.mail_agent.enabled:
+        agents.append("mail_agent")
+    if config.calendar_agent is not None and config.calendar_agent.enabled:
+        agents.append("calendar_agent")
+    if config.tool_agent.enabled:
+        agents.append("tool_agent")
+    return agents
+
+
+def check_data_dir(loaded: LoadedConfig) -> Check:
+    home = loaded.paths.home
+    try:
+        home.mkdir(parents=True, exist_ok=True, mode=0o700)
+        with tempfile.NamedTemporaryFile(dir=home, prefix=".doctor-"):
+            pass
+    except OSError as exc:
+        return Check(
+            "FAIL",
+            "data dir",
+            f"{home} is not writable ({exc.strerror})",
+            "set OCTOPUSSY_HOME to a writable directory",
+        )
+    return Check("OK", "data dir", str(home))
+
+
+def check_embedded(loaded: LoadedConfig) -> Check:
+    from octopussy.llm import weights
+
+    settings = loaded.config.llm.embedded
+    if importlib.util.find_spec("xllamacpp") is None:
+        return Check(
+            "FAIL",
+            "embedded model",
+            "the llama.cpp runtime (xllamacpp) is missing",
+            "pip install 'octopussy-light[embedded]'",
+        )
+    if settings.model_path is not None:
+        path = settings.model_path.expanduser()
+        if path.is_file():
+            return Check("OK", "embedded model", f"{path} ({path.stat().st_size / 1e9:.2f} GB)")
+        return Check(
+            "FAIL",
+            "embedded model",
+            f"{path} does not exist",
+            "fix llm.embedded.model_path or remove it to use the bundled model",
+        )
+    target = loaded.paths.model_cache / weights.QWEN_GGUF_NAME
+    if weights.is_verified(target, sha256=weights.QWEN_SHA256, size=weights.QWEN_SIZE):
+        return Check("OK", "embedded model", f"ready at {target}")
+    try:
+        weights.find_qwen_parts()
+    except OctopussyError as exc:
+        return Check("FAIL", "embedded model", exc.message, exc.hint)
+    return Check(
+        "OK",
+        "embedded model",
+        f"installed; assembled into {target} on first start (a few seconds, once)",
+    )
+
+
+def _get_json(url: str, headers: dict[str, str]) -> tuple[int, object]:
+    """GET ``url``; (status, parsed JSON or None). Raises OSError when unreachable."""
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=5) as response:
+            body = response.read(2_000_000)
+            status = int(response.status)
+    except urllib.error.HTTPError as exc:
+        return exc.code, None
+    try:
+        return status, json.loads(body)
+    except ValueError:
+        return status, None
+
+
+async def check_endpoint(resolved: ResolvedLLM) -> Check:
+    name = f"model endpoint ({resolved.agent})"
+    url = (resolved.base_url or "").rstrip("/")
+    if resolved.provider == "ollama" and not url.endswith("/v1"):
+        url += "/v1"
+    headers = {"Authorization": f"Bearer {resolved.api_key}"} if resolved.api_key else {}
+    try:
+        status, data = await asyncio.to_thread(_get_json, f"{url}/models", headers)
+    except (OSError, ValueError) as exc:
+        hint = (
+            "is Ollama running? try `ollama serve`"
+            if resolved.provider == "ollama"
+            else "check llm.base_url and that the server is running"
+        )
+        reason = getattr(exc, "reason", None) or exc
+        return Check("FAIL", name, f"cannot reach {url} ({reason})", hint)
+    if status in (401, 403):
+        return Check(
+            "FAIL",
+            name,
+            f"{url} refused the API key (HTTP {status})",
+            "check llm.api_key (e.g. api_key: ${OPENAI_API_KEY})",
+        )
+    if status >= 400:
+        return Check("WARN", name, f"{url}/models answered HTTP {status}")
+    items = data.get("data", []) if isinstance(data, dict) else []
+    ids = {str(item.get("id")) for item in items if isinstance(item, dict)}
+    if ids and resolved.model not in ids and f"{resolved.model}:latest" not in ids:
+        fix = (
+            f"ollama pull {resolved.model}"
+            if resolved.provider == "ollama"
+            else "choose one the endpoint lists"
+        )
+        return Check("WARN", name, f"{url} does not list model {resolved.model!r}", fix)
+    return Check("OK", name, f"{resolved.provider} {resolved.model} at {url}")
+
+
+async def check_models(loaded: LoadedConfig) -> list[Check]:
+    checks: list[Check] = []
+    seen: set[tuple[str, str, str | None, str | None]] = set()
+    for agent in _agents(loaded):
+        try:
+            resolved = loaded.config.llm_for(agent)
+        except OctopussyError as exc:
+            checks.append(Check("FAIL", f"model ({agent})", exc.message, exc.hint))
+            continue
+        if resolved.key in seen:
+            continue
+        seen.add(resolved.key)
+        if resolved.provider == "embedded":
+            checks.append(check_embedded(loaded))
+        elif resolved.provider == "scripted":
+            checks.append(Check("OK", f"model ({agent})", "scripted test model (no LLM)"))
+        else:
+            checks.append(await check_endpoint(resolved))
+    return checks
+
+
+async def check_sandbox() -> Check:
+    bwrap = shutil.which("bwrap")
+    if bwrap is None:
+        return Check(
+            "WARN",
+            "sandbox",
+            "bubblewrap (bwrap) not found: execute_python runs with rlimits and a timeout only",
+            "apt-get install bubblewrap",
+        )
+    try:
+        process = await asyncio.create_subprocess_exec(
+            bwrap,
+            "--ro-bind",
+            "/",
+            "/",
+            "--unshare-net",
+            "--dev",
+            "/dev",
+            "--",
+            "true",
+            stdout=asyncio.subprocess.DEVNULL,
+            stderr=asyncio.subprocess.PIPE,
+        )
+        async with asyncio.timeout(10):
+            _, err = await process.communicate()
+    except (OSError, TimeoutError) as exc:
+        return Check(
+            "FAIL",
+            "sandbox",
+            f"{bwrap} could not run ({exc})",
+            "check that user namespaces are allowed",
+        )
+    if process.returncode != 0:
+        reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
+        return Check(
+            "FAIL",
+            "sandbox",
+            f"bwrap failed: {reason[0]}",
+            "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)",
+        )
+    return Check("OK", "sandbox", f"bubblewrap at {bwrap}")
+
+
+async def _tcp_reachable(url: str) -> str | None:
+    parts = urlsplit(url)
+    host = parts.hostname or ""
+    port = parts.port or (443 if parts.scheme == "https" else 80)
+    try:
+        async with asyncio.timeout(5):
+            _, writer = await asyncio.open_connection(host, port)
+        writer.close()
+        await writer.wait_closed()
+    except (OSError, TimeoutError) as exc:
+        return f"cannot connect to {host}:{port} ({type(exc).__name__})"
+    return None
+
+
+async def check_mcp_servers(loaded: LoadedConfig) -> list[Check]:
+    config = loaded.config
+    checks = []
+    entries: list[tuple[str, str | None, str | None]] = []
+    for server in config.mcp_servers:
+        if not server.enabled:
+            continue
+        command = (
+            server.command[0]
+            if isinstance(server.command, list) and server.command
+            else (server.command if isinstance(server.command, str) else None)
+        )
+        entries.append((server.name, command, server.url))
+    for name, json_entry in config.mcpServers.items():
+        entries.append((name, json_entry.command, json_entry.url))
+    for name, command, url in entries:
+        label = f"MCP server {name}"
+        if url:
+            problem = await _tcp_reachable(url)
+            checks.append(
+                Check("FAIL", label, problem, "check the url and that it runs")
+                if problem
+                else Check("OK", label, f"{url} reachable")
+            )
+        elif command:
+            first = command.split()[0] if " " in command else command
+            found = shutil.which(first) or os.path.isfile(first)  # noqa: ASYNC240
+            checks.append(
+                Check("OK", label, f"command {first} found")
+                if found
+                else Check(
+                    "FAIL",
+                    label,
+                    f"command {first!r} not found on PATH",
+                    "install it or give the full path",
+                )
+            )
+        else:
+            checks.append(
+                Check(
+                    "FAIL",
+                    label,
+                    "neither command nor url given",
+                    "add `command:` (stdio) or `url:` (http)",
+                )
+            )
+    return checks
+
+
+async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = print) -> int:
+    """Print one line per check; 0 if nothing failed, 1 otherwise."""
+    checks = [Check("OK", "config", loaded.source)]
+    checks.append(check_data_dir(loaded))
+    checks.append(
+        Check("OK", "workspace", str(loaded.paths.workspace))
+        if loaded.paths.workspace.is_dir()
+        else Check(
+            "FAIL",
+            "workspace",
+            f"{loaded.paths.workspace} is not a directory",
+            "set `workspace:` to an existing directory",
+        )
+    )
+    checks.extend(await check_models(loaded))
+    checks.append(await check_sandbox())
+    checks.extend(await check_mcp_servers(loaded))
+    for key in loaded.plain_secrets:
+        checks.append(
+            Check(
+                "WARN",
+                "secret",
+                f"{key} is written in plain text in {loaded.source}",
+                f"use {key.rsplit('.', 1)[-1]}: ${{ENV_VAR}} and export the variable",
+            )
+        )
+    for check in checks:
+        write(check.line())
+    failed = sum(check.status == "FAIL" for check in checks)
+    warned = sum(check.status == "WARN" for check in checks)
+    write(f"{len(checks)} checks: {failed} failed, {warned} warnings")
+    return 1 if failed else 0

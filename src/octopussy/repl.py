@@ -1,0 +1,260 @@
+"""The chat REPL: the user talks to the coordinator; other agents' messages appear above.
+
+    prompt_toolkit prompt ("You: ") ◄── patch_stdout: prints from any task go above it
+        │ text
+        ▼
+    Coordinator.chat_stream ──► "Coordinator: ..." streamed; notifications wait until done
+
+Leaving: ``quit``, ``exit``, ``/quit``, Ctrl-D, or Ctrl-C at the prompt: exit code 0, every
+task cancelled, the models closed. Ctrl-C while an answer is being generated stops that
+answer only; the text the user sent is put back into the prompt, as after any error, so
+nothing typed is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable, Iterator
+from typing import ClassVar
+
+from prompt_toolkit import PromptSession
+from prompt_toolkit.history import FileHistory, InMemoryHistory
+from prompt_toolkit.patch_stdout import patch_stdout
+
+from octopussy.bus.messages import Message
+from octopussy.config import LoadedConfig
+from octopussy.display import format_message
+from octopussy.errors import OctopussyError
+from octopussy.runtime import Runtime
+
+log = logging.getLogger("octopussy.repl")
+
+BANNER = "Octopussy Light is ready. Type 'quit' or 'exit' to stop, /help for commands."
+QUIT_WORDS = frozenset({"quit", "exit", "/quit", "/exit"})
+
+
+def _print(text: str = "") -> None:
+    print(text, flush=True)
+
+
+class ReplPresenter:
+    """Prints messages above the prompt; holds them back while an answer streams."""
+
+    def __init__(self, write: Callable[[str], None] = _print) -> None:
+        self._write = write
+        self._held = 0
+        self._pending: list[Message] = []
+
+    async def show(self, message: Message) -> None:
+        if self._held:
+            self._pending.append(message)
+        else:
+            self._write("\n" + format_message(message) + "\n")
+
+    @contextlib.contextmanager
+    def hold(self) -> Iterator[None]:
+        self._held += 1
+        try:
+            yield
+        finally:
+            self._held -= 1
+            if not self._held:
+                pending, self._pending = self._pending, []
+                for message in pending:
+                    self._write("\n" + format_message(message) + "\n")
+
+
+Command = Callable[["ChatSession", str], Awaitable[None]]
+
+
+class ChatSession:
+    """One REPL session over a started runtime."""
+
+    commands: ClassVar[dict[str, tuple[str, Command]]] = {}
+
+    def __init__(self, runtime: Runtime, presenter: ReplPresenter) -> None:
+        self.runtime = runtime
+        self.presenter = presenter
+        self._answering: asyncio.Task[None] | None = None
+
+    # -- Ctrl-C ------------------------------------------------------------------------
+    def interrupt(self) -> bool:
+        """Stop the answer being generated; False if there is none."""
+        if self._answering is not None and not self._answering.done():
+            self._answering.cancel()
+            return True
+        return False
+
+    # -- one user message --------------------------------------------------------------
+    async def answer(self, text: str) -> bool:
+        """Stream the coordinator's answer; False if it failed or was interrupted."""
+        self._answering = asyncio.create_task(self._stream(text), name="repl:answer")
+        try:
+            await self._answering
+            return True
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise  # the REPL itself is being shut down
+            _print("\n(interrupted; your message is back in the prompt)")
+        except OctopussyError as exc:
+            _print(f"\nerror: {exc}")
+        except Exception as exc:
+            log.exception("answer failed")
+            _print(
+                f"\ninternal error: {type(exc).__name__}: {exc} "
+                f"(details in {self.runtime.paths.log_file})"
+            )
+        finally:
+            self._answering = None
+        return False
+
+    async def _stream(self, text: str) -> None:
+        with self.presenter.hold():
+            started = False
+            try:
+                async for delta in self.runtime.coordinator.chat_stream(text):
+                    if not started:
+                        sys.stdout.write("\nCoordinator: ")
+                        started = True
+                    sys.stdout.write(delta)
+                    sys.stdout.flush()
+            finally:
+                if started:
+                    sys.stdout.write("\n\n")
+                    sys.stdout.flush()
+
+    async def run_command(self, line: str) -> None:
+        name, _, rest = line.partition(" ")
+        entry = self.commands.get(name.lower())
+        if entry is None:
+            _print(f"unknown command {name}; /help lists the commands")
+            return
+        await entry[1](self, rest.strip())
+
+
+def command(name: str, help_text: str) -> Callable[[Command], Command]:
+    """Register a REPL slash command (later issues add /tasks, /mail, /agenda ...)."""
+
+    def register(function: Command) -> Command:
+        ChatSession.commands[name] = (help_text, function)
+        return function
+
+    return register
+
+
+@command("/help", "list the commands")
+async def _help(session: ChatSession, _: str) -> None:
+    rows = [f"  {name:<10} {text}" for name, (text, _fn) in sorted(ChatSession.commands.items())]
+    _print("\n".join([*rows, "  quit       leave (also exit, Ctrl-D, Ctrl-C)"]))
+
+
+@command("/usage", "tokens and time spent per agent")
+async def _usage(session: ChatSession, _: str) -> None:
+    snapshot = session.runtime.meter.snapshot()
+    if not snapshot:
+        _print("no model calls yet")
+        return
+    for agent, usage in sorted(snapshot.items()):
+        _print(
+            f"  {agent:<14} {usage.requests} call(s), {usage.input_tokens} in / "
+            f"{usage.output_tokens} out tokens, {usage.seconds:.1f}s"
+        )
+
+
+@command("/reset", "forget the conversation")
+async def _reset(session: ChatSession, _: str) -> None:
+    session.runtime.coordinator.reset()
+    _print("conversation cleared")
+
+
+@command("/agents", "the running agents")
+async def _agents(session: ChatSession, _: str) -> None:
+    for name, agent in session.runtime.agents.items():
+        restarts = f", restarted {agent.restarts}x" if agent.restarts else ""
+        _print(f"  {name} ({agent.kind}{restarts})")
+
+
+@command("/events", "recent notifications and results (stored)")
+async def _events(session: ChatSession, rest: str) -> None:
+    limit = int(rest) if rest.isdigit() else 10
+    events = await session.runtime.store.events(limit=100_000)
+    shown = [event for event in events if "message" in event.kind or "task" in event.kind]
+    for event in shown[-limit:]:
+        with contextlib.suppress(ValueError):
+            _print(format_message(Message.from_dict(event.payload)))
+    if not shown:
+        _print("nothing yet")
+
+
+def _make_session(loaded: LoadedConfig) -> PromptSession[str]:
+    history_file = loaded.paths.home / "chat_history"
+    try:
+        history_file.parent.mkdir(parents=True, exist_ok=True)
+        history_file.touch(exist_ok=True)
+        return PromptSession(history=FileHistory(str(history_file)))
+    except OSError:
+        return PromptSession(history=InMemoryHistory())
+
+
+async def run_chat(loaded: LoadedConfig) -> int:
+    """The ``octopussy chat`` main loop; returns the exit code."""
+    presenter = ReplPresenter()
+    prompt = _make_session(loaded)
+    loop = asyncio.get_running_loop()
+    main_task = asyncio.current_task()
+    with patch_stdout(raw=True):
+        async with Runtime(loaded, presenter=presenter) as runtime:
+            session = ChatSession(runtime, presenter)
+
+            def on_sigint() -> None:
+                # At the prompt Ctrl-C is a key, not a signal; a SIGINT arrives only while
+                # we are busy. Stop the answer if there is one, otherwise leave.
+                if not session.interrupt() and main_task is not None:
+                    main_task.cancel()
+
+            with contextlib.suppress(NotImplementedError, RuntimeError):
+                loop.add_signal_handler(signal.SIGINT, on_sigint)
+            try:
+                await _loop(runtime, session, prompt)
+            except asyncio.CancelledError:
+                if main_task is None or not main_task.cancelling():
+                    raise
+                main_task.uncancel()
+            finally:
+                with contextlib.suppress(NotImplementedError, RuntimeError):
+                    loop.remove_signal_handler(signal.SIGINT)
+        _print("Goodbye!")
+    return 0
+
+
+async def _loop(runtime: Runtime, session: ChatSession, prompt: PromptSession[str]) -> None:
+    names = ", ".join(sorted({model.name for model in runtime.models}))
+    _print(f"Loading {names} …")
+    try:
+        await runtime.warm_up()
+    except OctopussyError as exc:
+        _print(f"error: {exc}")
+        _print("The chat stays open; fix the model settings and restart, or type quit.")
+    _print(BANNER + "\n")
+    prefill = ""
+    while True:
+        try:
+            text = await prompt.prompt_async("You: ", default=prefill)
+        except (EOFError, KeyboardInterrupt):
+            return
+        prefill = ""
+        text = text.strip()
+        if not text:
+            continue
+        if text.lower() in QUIT_WORDS:
+            return
+        if text.startswith("/"):
+            await session.run_command(text)
+            continue
+        if not await session.answer(text):
+            prefill = text

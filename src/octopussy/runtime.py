@@ -1,0 +1,186 @@
+"""The runtime: builds every component from the validated config and owns start/stop.
+
+    LoadedConfig ──► Runtime ──► Store (sqlite)     MessageBus (memory)     UsageMeter
+                                 models (one per distinct provider/model, shared)
+                                 agents ──► one supervisor task each (restart with backoff)
+
+Entry points (CLI, REPL, serve) build one ``Runtime`` and talk to its agents; nothing else
+creates components. ``stop()`` cancels and awaits every task it started, closes the models
+(child processes and threads included), the bus and the store, in that order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Mapping
+from types import TracebackType
+
+from octopussy.agents.base import Agent, supervise
+from octopussy.agents.coordinator import Coordinator, Presenter
+from octopussy.agents.spool import SpoolAgent
+from octopussy.bus.memory import InMemoryBus
+from octopussy.bus.messages import Message
+from octopussy.config import LoadedConfig
+from octopussy.llm.base import MeteredModel, Model, UsageMeter
+from octopussy.llm.factory import create_model
+from octopussy.store.base import Store
+from octopussy.store.sqlite import SqliteStore
+
+log = logging.getLogger("octopussy.runtime")
+
+
+class Runtime:
+    """Everything one ``octopussy`` process runs, built from one config."""
+
+    def __init__(
+        self,
+        loaded: LoadedConfig,
+        *,
+        presenter: Presenter | None = None,
+        models: Mapping[str, Model] | None = None,
+        background_agents: bool = True,
+    ) -> None:
+        """``models`` maps agent names to ready models (tests); others come from config.
+
+        ``background_agents=False`` runs only what a one-shot command needs (``ask``).
+        """
+        self.loaded = loaded
+        self.config = loaded.config
+        self.paths = loaded.paths
+        self.presenter = presenter
+        self.background_agents = background_agents
+        self.meter = UsageMeter()
+        self._model_overrides = dict(models or {})
+        self._models: dict[tuple[str, str, str | None, str | None], Model] = {}
+        self.store: Store = SqliteStore(self.paths.store)
+        self.bus = InMemoryBus(
+            maxsize=self.config.bus.inbox_size, on_undeliverable=self._undeliverable
+        )
+        self.agents: dict[str, Agent] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._started = False
+        self.coordinator = Coordinator(
+            bus=self.bus,
+            store=self.store,
+            model=self.model_for("coordinator"),
+            system_prompt=self.config.coordinator.system_prompt,
+            presenter=presenter,
+            history_turns=self.config.coordinator.history_turns,
+        )
+        self.add_agent(self.coordinator)
+        self.add_agent(SpoolAgent(bus=self.bus, store=self.store, spool=self.paths.spool))
+
+    # -- building -------------------------------------------------------------------------
+    def model_for(self, agent: str) -> Model:
+        """The model of ``agent``, metered under its name; providers are shared by settings."""
+        if agent in self._model_overrides:
+            inner = self._model_overrides[agent]
+        else:
+            resolved = self.config.llm_for(agent)
+            shared = self._models.get(resolved.key)
+            if shared is None:
+                shared = create_model(resolved, settings=self.config.llm, paths=self.paths)
+                self._models[resolved.key] = shared
+            inner = shared
+        return MeteredModel(inner, agent=agent, meter=self.meter)
+
+    @property
+    def models(self) -> list[Model]:
+        """Every distinct provider instance (for warm-up, doctor and shutdown)."""
+        unique: dict[int, Model] = {}
+        for model in [*self._models.values(), *self._model_overrides.values()]:
+            unique[id(model)] = model
+        return list(unique.values())
+
+    def add_agent(self, agent: Agent) -> None:
+        if agent.name in self.agents:
+            raise ValueError(f"an agent named {agent.name!r} already exists")
+        self.agents[agent.name] = agent
+
+    # -- lifecycle ------------------------------------------------------------------------
+    async def start(self) -> None:
+        """Open the store, register every agent and start its supervisor task."""
+        if self._started:
+            return
+        self.paths.ensure()
+        await self.store.open()
+        self._started = True
+        for agent in self.agents.values():
+            await agent.register(inbox_size=self.config.bus.inbox_size)
+            if agent is self.coordinator or self.background_agents:
+                self._spawn(supervise(agent), name=f"agent:{agent.name}")
+        log.info(
+            "runtime started: agents=%s home=%s workspace=%s",
+            ",".join(self.agents),
+            self.paths.home,
+            self.paths.workspace,
+        )
+
+    async def warm_up(self) -> None:
+        """Load every model now (weights, connections) instead of at the first call."""
+        await asyncio.gather(*(model.start() for model in self.models))
+
+    def _spawn(self, coro: object, *, name: str) -> None:
+        task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def stop(self) -> None:
+        """Cancel and await every task, then close models, bus and store. Idempotent."""
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.gather(*tasks, return_exceptions=True)
+        self._tasks.clear()
+        for model in self.models:
+            try:
+                await model.aclose()
+            except Exception:
+                log.exception("closing model %s failed", model.name)
+        await self.bus.close()
+        if self._started:
+            self._started = False
+            with contextlib.suppress(Exception):
+                await self.store.add_event(
+                    "usage", {a: u.as_dict() for a, u in self.meter.snapshot().items()}
+                )
+            await self.store.close()
+        log.info("runtime stopped")
+
+    async def __aenter__(self) -> Runtime:
+        try:
+            await self.start()
+        except BaseException:
+            await self.stop()
+            raise
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.stop()
+
+    # -- hooks ----------------------------------------------------------------------------
+    async def _undeliverable(self, message: Message, reason: str) -> None:
+        """The bus could not deliver ``message``: log it and keep it in the store."""
+        log.warning(
+            "undeliverable %s from %s to %s: %s",
+            message.type.value,
+            message.sender,
+            message.recipient,
+            reason,
+        )
+        if self._started:
+            with contextlib.suppress(Exception):
+                await self.store.add_event(
+                    "undeliverable",
+                    {"reason": reason, "message": message.to_dict()},
+                    agent=message.sender,
+                    task_id=message.task_id,
+                )

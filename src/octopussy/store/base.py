@@ -1,0 +1,135 @@
+"""The ``Store`` Protocol: what must survive a restart.
+
+    tasks      one row per task (status, description, prompt, who runs it, extra data)
+    results    numbered responses / errors / progress per task, append-only
+    events     everything shown to the user (notifications, results), append-only
+    seen keys  dedup keys per namespace (processed mail, notified events), prunable
+
+Every backend passes the same contract suite (tests/store). Records are plain dataclasses;
+``data``/``payload`` fields are JSON-compatible dicts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from enum import StrEnum
+from typing import Any, Protocol, runtime_checkable
+
+
+class TaskStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    DONE = "done"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+
+    @property
+    def finished(self) -> bool:
+        return self in (TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED)
+
+
+@dataclass(slots=True)
+class TaskRecord:
+    id: str
+    description: str
+    status: TaskStatus = TaskStatus.QUEUED
+    created_at: float = 0.0
+    updated_at: float = 0.0
+    assigned_to: str | None = None
+    prompt: str | None = None
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class TaskResult:
+    task_id: str
+    number: int
+    kind: str  # "result" | "error" | "progress"
+    content: str
+    timestamp: float
+
+
+@dataclass(frozen=True, slots=True)
+class EventRecord:
+    id: int
+    timestamp: float
+    kind: str
+    agent: str | None
+    task_id: str | None
+    payload: dict[str, Any]
+
+
+@runtime_checkable
+class Store(Protocol):
+    """Durable state shared by the agents of one ``OCTOPUSSY_HOME``."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema; must be called before anything else."""
+        ...
+
+    async def close(self) -> None: ...
+
+    # tasks -----------------------------------------------------------------
+    async def add_task(self, task: TaskRecord) -> None:
+        """Insert a new task; raises ``ValueError`` if the id exists."""
+        ...
+
+    async def get_task(self, task_id: str) -> TaskRecord | None: ...
+
+    async def update_task(
+        self,
+        task_id: str,
+        *,
+        status: TaskStatus | None = None,
+        assigned_to: str | None = None,
+        prompt: str | None = None,
+        data: Mapping[str, Any] | None = None,
+    ) -> TaskRecord:
+        """Change the given fields (``data`` is merged key by key); raises ``KeyError``."""
+        ...
+
+    async def list_tasks(
+        self, *, statuses: Sequence[TaskStatus] | None = None, limit: int = 100
+    ) -> list[TaskRecord]:
+        """Newest first."""
+        ...
+
+    # results ---------------------------------------------------------------
+    async def add_result(self, task_id: str, kind: str, content: str) -> TaskResult:
+        """Append a response; numbers count from 1 per task and kind."""
+        ...
+
+    async def results(self, task_id: str) -> list[TaskResult]:
+        """Oldest first."""
+        ...
+
+    # events ----------------------------------------------------------------
+    async def add_event(
+        self,
+        kind: str,
+        payload: Mapping[str, Any],
+        *,
+        agent: str | None = None,
+        task_id: str | None = None,
+        timestamp: float | None = None,
+    ) -> int:
+        """Append an event; returns its id (increasing)."""
+        ...
+
+    async def events(
+        self, *, kind: str | None = None, after_id: int = 0, limit: int = 100
+    ) -> list[EventRecord]:
+        """Events with id > ``after_id``, oldest first."""
+        ...
+
+    # dedup keys -------------------------------------------------------------
+    async def mark_seen(self, namespace: str, key: str, *, timestamp: float | None = None) -> bool:
+        """Remember ``key``; True if it was new. Atomic: of two concurrent calls one wins."""
+        ...
+
+    async def is_seen(self, namespace: str, key: str) -> bool: ...
+
+    async def prune_seen(self, namespace: str, *, older_than: float) -> int:
+        """Forget keys marked before ``older_than``; returns how many were removed."""
+        ...

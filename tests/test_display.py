@@ -1,0 +1,45 @@
+"""The seed's terminal formats and the one-line / JSON forms `serve` prints."""
+
+from __future__ import annotations
+
+import json
+
+from octopussy.bus.messages import Message, MessageType
+from octopussy.display import format_line, format_message, message_json
+
+
+def msg(kind: MessageType, payload: dict[str, object], task_id: str | None = None) -> Message:
+    return Message(type=kind, sender="x", recipient="coordinator", payload=payload, task_id=task_id)
+
+
+def test_mail_block() -> None:
+    text = format_message(
+        msg(MessageType.MAIL_NOTIFICATION, {"sender": "a@b", "subject": "Hi", "summary": "S"})
+    )
+    assert text.splitlines() == ["[MAIL] From: a@b", "       Subject: Hi", "       Summary: S"]
+
+
+def test_calendar_block_defaults() -> None:
+    text = format_message(msg(MessageType.CALENDAR_NOTIFICATION, {"title": "Standup"}))
+    assert text.splitlines()[0] == "[CALENDAR] Event: Standup"
+    assert "           Location: Not specified" in text.splitlines()
+
+
+def test_task_result_and_error() -> None:
+    result = msg(
+        MessageType.TASK_RESULT, {"result": "42", "response_number": 2}, "f3a9b1c2deadbeef"
+    )
+    assert format_message(result) == "[TASK RESULT] Task f3a9b1c2 (response #2):\n42"
+    error = msg(MessageType.TASK_ERROR, {"error": "boom"}, "abc")
+    assert format_message(error) == "[TASK ERROR] Task abc failed: boom"
+
+
+def test_line_and_json() -> None:
+    message = msg(MessageType.MAIL_NOTIFICATION, {"sender": "a", "subject": "s\nt", "summary": "u"})
+    line = format_line(message)
+    assert "\n" not in line
+    assert line.startswith("[MAIL] From: a | Subject: s")
+    data = json.loads(message_json(message))
+    assert data["type"] == "mail_notification"
+    assert data["payload"]["summary"] == "u"
+    assert "T" in data["time"]
