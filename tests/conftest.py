@@ -81,7 +81,9 @@ def _loopback_only() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def _isolated_home(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> None:
+def _isolated_home(
+    tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """Every test gets its own OCTOPUSSY_HOME and no provider secrets from the developer."""
     home = tmp_path_factory.mktemp("octopussy-home")
     monkeypatch.setenv("OCTOPUSSY_HOME", str(home))

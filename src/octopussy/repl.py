@@ -94,19 +94,20 @@ class ChatSession:
         """Stream the coordinator's answer; False if it failed or was interrupted."""
         self._answering = asyncio.create_task(self._stream(text), name="repl:answer")
         try:
-            await self._answering
+            with sigint_calls(self.interrupt):
+                await self._answering
             return True
         except asyncio.CancelledError:
             current = asyncio.current_task()
             if current is not None and current.cancelling():
                 raise  # the REPL itself is being shut down
-            _print("\n(interrupted; your message is back in the prompt)")
+            _print("(interrupted; your message is back in the prompt)")
         except OctopussyError as exc:
-            _print(f"\nerror: {exc}")
+            _print(f"error: {exc}")
         except Exception as exc:
             log.exception("answer failed")
             _print(
-                f"\ninternal error: {type(exc).__name__}: {exc} "
+                f"internal error: {type(exc).__name__}: {exc} "
                 f"(details in {self.runtime.paths.log_file})"
             )
         finally:
@@ -115,18 +116,17 @@ class ChatSession:
 
     async def _stream(self, text: str) -> None:
         with self.presenter.hold():
-            started = False
+            # The label goes out at once: a local model may think for seconds before the
+            # first token, and the user should see that the message was taken.
+            sys.stdout.write("\nCoordinator: ")
+            sys.stdout.flush()
             try:
                 async for delta in self.runtime.coordinator.chat_stream(text):
-                    if not started:
-                        sys.stdout.write("\nCoordinator: ")
-                        started = True
                     sys.stdout.write(delta)
                     sys.stdout.flush()
             finally:
-                if started:
-                    sys.stdout.write("\n\n")
-                    sys.stdout.flush()
+                sys.stdout.write("\n\n")
+                sys.stdout.flush()
 
     async def run_command(self, line: str) -> None:
         name, _, rest = line.partition(" ")
@@ -135,6 +135,25 @@ class ChatSession:
             _print(f"unknown command {name}; /help lists the commands")
             return
         await entry[1](self, rest.strip())
+
+
+@contextlib.contextmanager
+def sigint_calls(callback: Callable[[], object]) -> Iterator[None]:
+    """Route SIGINT (Ctrl-C while no prompt is reading keys) to ``callback``.
+
+    Installed around each busy period rather than once: prompt_toolkit installs and then
+    removes its own SIGINT handler on every prompt, which would drop a long-lived one.
+    """
+    loop = asyncio.get_running_loop()
+    try:
+        loop.add_signal_handler(signal.SIGINT, callback)
+    except (NotImplementedError, RuntimeError):  # not the main thread, or no signals here
+        yield
+        return
+    try:
+        yield
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
 
 
 def command(name: str, help_text: str) -> Callable[[Command], Command]:
@@ -205,41 +224,35 @@ async def run_chat(loaded: LoadedConfig) -> int:
     """The ``octopussy chat`` main loop; returns the exit code."""
     presenter = ReplPresenter()
     prompt = _make_session(loaded)
-    loop = asyncio.get_running_loop()
-    main_task = asyncio.current_task()
     with patch_stdout(raw=True):
         async with Runtime(loaded, presenter=presenter) as runtime:
-            session = ChatSession(runtime, presenter)
-
-            def on_sigint() -> None:
-                # At the prompt Ctrl-C is a key, not a signal; a SIGINT arrives only while
-                # we are busy. Stop the answer if there is one, otherwise leave.
-                if not session.interrupt() and main_task is not None:
-                    main_task.cancel()
-
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(signal.SIGINT, on_sigint)
-            try:
-                await _loop(runtime, session, prompt)
-            except asyncio.CancelledError:
-                if main_task is None or not main_task.cancelling():
-                    raise
-                main_task.uncancel()
-            finally:
-                with contextlib.suppress(NotImplementedError, RuntimeError):
-                    loop.remove_signal_handler(signal.SIGINT)
+            await _loop(runtime, ChatSession(runtime, presenter), prompt)
         _print("Goodbye!")
     return 0
 
 
-async def _loop(runtime: Runtime, session: ChatSession, prompt: PromptSession[str]) -> None:
+async def _warm_up(runtime: Runtime) -> bool:
+    """Load the models; Ctrl-C here leaves the chat (False)."""
     names = ", ".join(sorted({model.name for model in runtime.models}))
     _print(f"Loading {names} …")
-    try:
-        await runtime.warm_up()
-    except OctopussyError as exc:
-        _print(f"error: {exc}")
-        _print("The chat stays open; fix the model settings and restart, or type quit.")
+    loading = asyncio.create_task(runtime.warm_up(), name="repl:warm-up")
+    with sigint_calls(loading.cancel):
+        try:
+            await loading
+        except asyncio.CancelledError:
+            current = asyncio.current_task()
+            if current is not None and current.cancelling():
+                raise
+            return False
+        except OctopussyError as exc:
+            _print(f"error: {exc}")
+            _print("The chat stays open; fix the model settings and restart, or type quit.")
+    return True
+
+
+async def _loop(runtime: Runtime, session: ChatSession, prompt: PromptSession[str]) -> None:
+    if not await _warm_up(runtime):
+        return
     _print(BANNER + "\n")
     prefill = ""
     while True:
