@@ -187,3 +187,10 @@ def test_two_homes_share_nothing(tmp_path: Path) -> None:
 def test_xdg_default_home(tmp_path: Path) -> None:
     loaded = load_config(None, env={"XDG_DATA_HOME": str(tmp_path / "xdg")}, cwd=tmp_path)
     assert loaded.paths.home == tmp_path / "xdg" / "octopussy"
+
+
+def test_example_config_validates() -> None:
+    example = Path(__file__).resolve().parents[1] / "config.example.yaml"
+    config, _ = parse_config(example.read_text(), source=str(example), env={})
+    assert config.llm.provider == "embedded"
+    assert config.llm.embedded.n_ctx == 4096

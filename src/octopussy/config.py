@@ -372,6 +372,15 @@ def interpolate(value: Any, env: Mapping[str, str], *, source: str, path: str = 
     return _VAR.sub(replace, value)
 
 
+def _drop_empty(tree: Any) -> Any:
+    """Treat a key with no value (``mcp_servers:`` followed by comments only) as unset."""
+    if isinstance(tree, dict):
+        return {k: _drop_empty(v) for k, v in tree.items() if v is not None}
+    if isinstance(tree, list):
+        return [_drop_empty(v) for v in tree]
+    return tree
+
+
 def _plain_secret_paths(tree: Any, path: str = "") -> list[str]:
     found: list[str] = []
     if isinstance(tree, dict):
@@ -496,7 +505,7 @@ def parse_config(
             hint="start with `llm:` (see config.example.yaml)",
         )
     plain = _plain_secret_paths(raw)
-    tree = interpolate(raw, env, source=source)
+    tree = interpolate(_drop_empty(raw), env, source=source)
     try:
         config = Config.model_validate(tree)
     except ValidationError as exc:
