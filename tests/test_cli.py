@@ -160,7 +160,8 @@ def test_serve_prints_json_lines_and_stops_on_sigterm(config: Path, tmp_path: Pa
         env=env,
     )
     try:
-        assert process.stderr is not None and process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout is not None
         assert "running" in process.stderr.readline()
         write_spool_file(home / "spool", "backup finished", label="CRON")
         event = json.loads(process.stdout.readline())
@@ -193,7 +194,8 @@ def test_serve_plain_lines_and_sigint(config: Path, tmp_path: Path) -> None:
         env=env,
     )
     try:
-        assert process.stderr is not None and process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout is not None
         assert "running" in process.stderr.readline()
         write_spool_file(home / "spool", "line one\nline two", label="NOTE")
         assert process.stdout.readline() == "[NOTE] line one | line two\n"

@@ -12,10 +12,10 @@ import asyncio
 import importlib.util
 import json
 import os
-import urllib.error
-import urllib.request
 import shutil
 import tempfile
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal

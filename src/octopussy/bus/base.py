@@ -12,6 +12,12 @@ Rules every backend keeps (and the contract suite in tests/bus checks):
 - Messages to one recipient arrive in the order they were sent by one sender.
 - ``ack`` tells the bus a message is handled (a no-op in memory; durable backends redeliver
   unacked messages of a dead consumer).
+- ``Inbox.get()`` on an inbox that was unregistered or whose bus was closed raises
+  ``DeliveryError`` (a task blocked in ``get`` is woken, never left hanging).
+- The undeliverable hook hears of every message the bus gives up on, with one of the
+  ``REASON_*`` strings below: unknown recipient, send timeout, still waiting when its inbox
+  was unregistered or the in-memory bus closed. A cancelled ``send`` is not reported: the
+  sender knows.
 """
 
 from __future__ import annotations
@@ -20,6 +26,11 @@ from collections.abc import Awaitable, Callable
 from typing import Protocol, runtime_checkable
 
 from octopussy.bus.messages import Message
+
+REASON_UNKNOWN = "unknown recipient"
+REASON_TIMEOUT = "send timed out: inbox full"
+REASON_UNREGISTERED = "recipient unregistered"
+REASON_CLOSED = "bus closed"
 
 #: Called with the message and the reason when a message cannot be delivered.
 UndeliverableHook = Callable[[Message, str], Awaitable[None]]
