@@ -12,10 +12,12 @@ import ipaddress
 import os
 import socket
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+_REPO = Path(__file__).resolve().parents[1]
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
 
 
@@ -80,6 +82,13 @@ def _loopback_only() -> Iterator[None]:
         socket.getaddrinfo = real_getaddrinfo
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _model_cache() -> None:
+    """The embedded model (1.1 GB) is assembled once into the checkout's .cache/ and reused
+    by every test and every later run, instead of once per test home."""
+    os.environ.setdefault("OCTOPUSSY_MODEL_CACHE", str(_REPO / ".cache" / "models"))
+
+
 @pytest.fixture(autouse=True)
 def _isolated_home(
     tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch
@@ -89,6 +98,3 @@ def _isolated_home(
     monkeypatch.setenv("OCTOPUSSY_HOME", str(home))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OCTOPUSSY_CONFIG"):
         monkeypatch.delenv(name, raising=False)
-    # The embedded model cache is shared across tests (assembling 1.1 GB per test would be
-    # absurd); it lives outside the per-test home unless a test overrides it.
-    os.environ.setdefault("OCTOPUSSY_MODEL_CACHE", str(tmp_path_factory.getbasetemp() / "models"))

@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import sys
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -207,6 +208,9 @@ async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     if not text:
         raise ConfigError("nothing to ask", hint='give the question: octopussy ask "..."')
     async with Runtime(loaded, background_agents=False) as runtime:
+        started = time.perf_counter()
+        await runtime.warm_up()
+        log.info("models ready in %.3fs", time.perf_counter() - started)
         coordinator = runtime.coordinator
         if args.no_stream:
             print(await coordinator.chat(text))
