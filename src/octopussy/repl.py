@@ -16,10 +16,12 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import signal
 import sys
+import termios
 from collections.abc import Awaitable, Callable, Iterator
-from typing import ClassVar
+from typing import ClassVar, TextIO
 
 from prompt_toolkit import PromptSession
 from prompt_toolkit.history import FileHistory, InMemoryHistory
@@ -37,14 +39,31 @@ BANNER = "Octopussy Light is ready. Type 'quit' or 'exit' to stop, /help for com
 QUIT_WORDS = frozenset({"quit", "exit", "/quit", "/exit"})
 
 
+def _terminal() -> TextIO:
+    """The real stdout, bypassing prompt_toolkit's proxy.
+
+    The REPL's own output (answers, errors, command output) is written while no prompt is
+    active, so it can go straight to the terminal, in order. The proxy flushes from a
+    thread: text sent through it just before the next prompt could land after the prompt
+    was drawn. Only output from other tasks while a prompt is active needs the proxy.
+    """
+    return sys.__stdout__ or sys.stdout
+
+
 def _print(text: str = "") -> None:
-    print(text, flush=True)
+    out = _terminal()
+    out.write(text + "\n")
+    out.flush()
+
+
+def _print_above_prompt(text: str) -> None:
+    print(text, flush=True)  # sys.stdout is prompt_toolkit's proxy inside the chat
 
 
 class ReplPresenter:
     """Prints messages above the prompt; holds them back while an answer streams."""
 
-    def __init__(self, write: Callable[[str], None] = _print) -> None:
+    def __init__(self, write: Callable[[str], None] = _print_above_prompt) -> None:
         self._write = write
         self._held = 0
         self._pending: list[Message] = []
@@ -94,7 +113,7 @@ class ChatSession:
         """Stream the coordinator's answer; False if it failed or was interrupted."""
         self._answering = asyncio.create_task(self._stream(text), name="repl:answer")
         try:
-            with sigint_calls(self.interrupt):
+            with sigint_calls(self.interrupt), no_echo():
                 await self._answering
             return True
         except asyncio.CancelledError:
@@ -118,15 +137,16 @@ class ChatSession:
         with self.presenter.hold():
             # The label goes out at once: a local model may think for seconds before the
             # first token, and the user should see that the message was taken.
-            sys.stdout.write("\nCoordinator: ")
-            sys.stdout.flush()
+            out = _terminal()
+            out.write("\nCoordinator: ")
+            out.flush()
             try:
                 async for delta in self.runtime.coordinator.chat_stream(text):
-                    sys.stdout.write(delta)
-                    sys.stdout.flush()
+                    out.write(delta)
+                    out.flush()
             finally:
-                sys.stdout.write("\n\n")
-                sys.stdout.flush()
+                out.write("\n\n")
+                out.flush()
 
     async def run_command(self, line: str) -> None:
         name, _, rest = line.partition(" ")
@@ -154,6 +174,32 @@ def sigint_calls(callback: Callable[[], object]) -> Iterator[None]:
         yield
     finally:
         loop.remove_signal_handler(signal.SIGINT)
+
+
+@contextlib.contextmanager
+def no_echo() -> Iterator[None]:
+    """Keep keys typed during an answer out of the answer's text.
+
+    While no prompt reads keys, the terminal echoes them in the middle of the streamed
+    answer. With echo off they still wait in the terminal's buffer and appear in the next
+    prompt (type-ahead is kept); Ctrl-C still raises SIGINT.
+    """
+    try:
+        fd = sys.stdin.fileno()
+        if not os.isatty(fd):
+            raise OSError
+        saved = termios.tcgetattr(fd)
+    except (OSError, ValueError, termios.error):
+        yield
+        return
+    quiet = list(saved)
+    quiet[3] &= ~termios.ECHO
+    try:
+        termios.tcsetattr(fd, termios.TCSANOW, quiet)
+        yield
+    finally:
+        with contextlib.suppress(termios.error, OSError):
+            termios.tcsetattr(fd, termios.TCSANOW, saved)
 
 
 def command(name: str, help_text: str) -> Callable[[Command], Command]:

@@ -141,3 +141,18 @@ def test_slash_commands(chat: pexpect.spawn) -> None:
     see(chat, "unknown command /nope")
     chat.send("exit\r")
     finish(chat)
+
+
+def test_typing_during_an_answer_is_kept_for_the_next_prompt(tmp_path: Path, home: Path) -> None:
+    child = spawn(tmp_path, home, "llm:\n  provider: scripted\n  script_delay: 1.5\n")
+    child.send("first\r")
+    see(child, "Coordinator:")
+    child.send("second")  # typed while the answer is still being generated
+    see(child, "echo: first")
+    # not echoed into the answer; it waits in the next prompt instead
+    see(child, "You: second")
+    assert "second" not in str(child.before)
+    child.send("\r")
+    see(child, "echo: second")
+    child.send("exit\r")
+    finish(child)
