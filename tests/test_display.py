@@ -43,3 +43,14 @@ def test_line_and_json() -> None:
     assert data["type"] == "mail_notification"
     assert data["payload"]["summary"] == "u"
     assert "T" in data["time"]
+
+
+def test_assembly_progress_prints_quarters_once() -> None:
+    from octopussy.display import assembly_progress
+
+    lines: list[str] = []
+    report = assembly_progress(lines.append)
+    for done in range(0, 101, 5):
+        report(done, 100)
+    assert lines[0].startswith("Preparing the embedded model")
+    assert lines[1:] == ["  25%", "  50%", "  75%", "  done"]

@@ -199,6 +199,7 @@ def _config_show(loaded: LoadedConfig) -> int:
 
 
 async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    from octopussy.display import assembly_progress
     from octopussy.runtime import Runtime
 
     text = " ".join(args.text)
@@ -207,7 +208,8 @@ async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     text = text.strip()
     if not text:
         raise ConfigError("nothing to ask", hint='give the question: octopussy ask "..."')
-    async with Runtime(loaded, background_agents=False) as runtime:
+    progress = assembly_progress(lambda line: print(line, file=sys.stderr, flush=True))
+    async with Runtime(loaded, background_agents=False, progress=progress) as runtime:
         started = time.perf_counter()
         await runtime.warm_up()
         log.info("models ready in %.3fs", time.perf_counter() - started)

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import time
+from collections.abc import Callable
 from typing import Any
 
 from octopussy.bus.messages import Message, MessageType
@@ -71,6 +72,30 @@ def format_message(message: Message) -> str:
         label = _get(p, "label", message.sender.upper().replace("_", " "))
         return f"[{label}] {_get(p, 'text', '')}"
     return f"[{kind.value.upper()}] from {message.sender}: {json.dumps(dict(p), default=str)}"
+
+
+def assembly_progress(write: Callable[[str], None]) -> Callable[[int, int], None]:
+    """A progress callback for the one-time assembly of the embedded model's weights.
+
+    Prints a line when it starts and at each quarter; safe to call from a worker thread.
+    """
+    shown: set[int] = set()
+
+    def report(done: int, total: int) -> None:
+        quarter = 4 * done // total if total else 4
+        if not shown:
+            write(
+                f"Preparing the embedded model, first start only: assembling "
+                f"{total / 1e9:.1f} GB from its packages and checking its hash …"
+            )
+        if quarter not in shown:
+            shown.add(quarter)
+            if 0 < quarter < 4:
+                write(f"  {25 * quarter}%")
+            elif quarter == 4:
+                write("  done")
+
+    return report
 
 
 def format_line(message: Message) -> str:

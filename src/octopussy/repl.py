@@ -29,7 +29,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
-from octopussy.display import format_message
+from octopussy.display import assembly_progress, format_message
 from octopussy.errors import OctopussyError
 from octopussy.runtime import Runtime
 
@@ -271,7 +271,8 @@ async def run_chat(loaded: LoadedConfig) -> int:
     presenter = ReplPresenter()
     prompt = _make_session(loaded)
     with patch_stdout(raw=True):
-        async with Runtime(loaded, presenter=presenter) as runtime:
+        runtime = Runtime(loaded, presenter=presenter, progress=assembly_progress(_print))
+        async with runtime:
             await _loop(runtime, ChatSession(runtime, presenter), prompt)
         _print("Goodbye!")
     return 0

@@ -14,7 +14,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import TracebackType
 
 from octopussy.agents.base import Agent, supervise
@@ -41,16 +41,19 @@ class Runtime:
         presenter: Presenter | None = None,
         models: Mapping[str, Model] | None = None,
         background_agents: bool = True,
+        progress: Callable[[int, int], None] | None = None,
     ) -> None:
         """``models`` maps agent names to ready models (tests); others come from config.
 
         ``background_agents=False`` runs only what a one-shot command needs (``ask``).
+        ``progress(done, total)`` hears about the one-time assembly of embedded weights.
         """
         self.loaded = loaded
         self.config = loaded.config
         self.paths = loaded.paths
         self.presenter = presenter
         self.background_agents = background_agents
+        self._progress = progress
         self.meter = UsageMeter()
         self._model_overrides = dict(models or {})
         self._models: dict[tuple[str, str, str | None, str | None], Model] = {}
@@ -81,7 +84,9 @@ class Runtime:
             resolved = self.config.llm_for(agent)
             shared = self._models.get(resolved.key)
             if shared is None:
-                shared = create_model(resolved, settings=self.config.llm, paths=self.paths)
+                shared = create_model(
+                    resolved, settings=self.config.llm, paths=self.paths, progress=self._progress
+                )
                 self._models[resolved.key] = shared
             inner = shared
         return MeteredModel(inner, agent=agent, meter=self.meter)

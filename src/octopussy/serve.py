@@ -16,7 +16,7 @@ import sys
 
 from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
-from octopussy.display import format_line, message_json
+from octopussy.display import assembly_progress, format_line, message_json
 from octopussy.runtime import Runtime
 
 log = logging.getLogger("octopussy.serve")
@@ -41,7 +41,9 @@ async def run_serve(loaded: LoadedConfig, *, json_lines: bool) -> int:
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(signum, stop.set)
     try:
-        async with Runtime(loaded, presenter=LinePresenter(json_lines=json_lines)) as runtime:
+        progress = assembly_progress(lambda line: print(line, file=sys.stderr, flush=True))
+        runtime = Runtime(loaded, presenter=LinePresenter(json_lines=json_lines), progress=progress)
+        async with runtime:
             await runtime.warm_up()
             agents = ", ".join(runtime.agents)
             print(

@@ -7,6 +7,7 @@ the ``openai`` SDK only for endpoints.
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from octopussy.config import LLMSettings, Paths, ResolvedLLM
@@ -24,7 +25,13 @@ def _is_local(url: str | None) -> bool:
         return host.endswith(".local")
 
 
-def create_model(resolved: ResolvedLLM, *, settings: LLMSettings, paths: Paths) -> Model:
+def create_model(
+    resolved: ResolvedLLM,
+    *,
+    settings: LLMSettings,
+    paths: Paths,
+    progress: Callable[[int, int], None] | None = None,
+) -> Model:
     """A new provider instance for ``resolved`` (the runtime shares it between agents)."""
     if resolved.provider == "scripted":
         from octopussy.testing import ScriptedModel, echo_model
@@ -50,6 +57,7 @@ def create_model(resolved: ResolvedLLM, *, settings: LLMSettings, paths: Paths) 
             temperature=resolved.temperature,
             max_tokens=resolved.max_tokens,
             name=f"embedded:{resolved.model}",
+            progress=progress,
         )
 
     from octopussy.llm.openai import OpenAIModel
