@@ -24,6 +24,7 @@ from octopussy.llm.base import (
     Model,
     ModelResponse,
     ModelSettings,
+    Stopwatch,
     StreamEvent,
     ToolCall,
     ToolSpec,
@@ -106,9 +107,13 @@ class _RecordingModel(Model):
     ) -> ModelResponse:
         info = CallInfo(tuple(messages), tuple(tools), output_schema, settings)
         self.calls.append(info)
+        watch = Stopwatch()
         if self.delay:
             await asyncio.sleep(self.delay)
-        return await self._answer(info)
+        response = await self._answer(info)
+        if not response.usage.seconds:
+            response.usage.seconds = watch.elapsed()
+        return response
 
     async def stream(
         self,

@@ -16,6 +16,7 @@ tool calls.
 
 from __future__ import annotations
 
+import logging
 import time
 import uuid
 from abc import ABC, abstractmethod
@@ -24,6 +25,8 @@ from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 Role = Literal["system", "user", "assistant", "tool"]
+
+_usage_log = logging.getLogger("octopussy.usage")
 
 
 def new_call_id() -> str:
@@ -193,13 +196,24 @@ class Model(ABC):
 
 
 class UsageMeter:
-    """Adds up usage per agent name; the runtime owns one and shows it in `/usage`."""
+    """Adds up usage per agent name; the runtime owns one and shows it in `/usage`.
+
+    Every call is also logged (DEBUG, ``octopussy.usage``) with its agent, model and numbers.
+    """
 
     def __init__(self) -> None:
         self._by_agent: dict[str, Usage] = {}
 
-    def record(self, agent: str, usage: Usage) -> None:
+    def record(self, agent: str, usage: Usage, *, model: str = "") -> None:
         self._by_agent[agent] = self._by_agent.get(agent, Usage()) + usage
+        _usage_log.debug(
+            "model call: agent=%s model=%s in=%d out=%d seconds=%.3f",
+            agent,
+            model,
+            usage.input_tokens,
+            usage.output_tokens,
+            usage.seconds,
+        )
 
     def for_agent(self, agent: str) -> Usage:
         return self._by_agent.get(agent, Usage())
@@ -228,7 +242,7 @@ class MeteredModel(Model):
         response = await self.inner.complete(
             messages, tools=tools, output_schema=output_schema, settings=settings
         )
-        self.meter.record(self.agent, response.usage)
+        self.meter.record(self.agent, response.usage, model=self.name)
         return response
 
     async def stream(
@@ -243,7 +257,7 @@ class MeteredModel(Model):
             messages, tools=tools, output_schema=output_schema, settings=settings
         ):
             if event.kind == "done" and event.response is not None:
-                self.meter.record(self.agent, event.response.usage)
+                self.meter.record(self.agent, event.response.usage, model=self.name)
             yield event
 
 
