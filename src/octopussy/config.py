@@ -183,6 +183,30 @@ class MCPServersJSONEntry(BaseModel):
     headers: dict[str, str] = {}
 
 
+class SandboxSettings(_Section):
+    """Limits for code run by ``execute_python`` (and, later, generated tools)."""
+
+    timeout_seconds: float = Field(default=10.0, gt=0, le=3600, description="Wall clock.")
+    cpu_seconds: int = Field(default=10, ge=1, le=3600)
+    memory_mb: int = Field(default=512, ge=32, le=65536, description="Address space.")
+    max_processes: int = Field(default=64, ge=1, le=4096)
+    max_file_mb: int = Field(default=64, ge=1, le=65536, description="Largest file written.")
+    tmp_size_mb: int = Field(default=64, ge=1, le=65536, description="The private /tmp.")
+    max_output_chars: int = Field(default=20000, ge=100, le=10_000_000)
+    require_isolation: bool = Field(
+        default=False, description="Refuse to run code when bubblewrap is unavailable."
+    )
+
+
+class MCPSettings(_Section):
+    """The MCP layer: the built-in tools server and how servers are called."""
+
+    builtin: bool = Field(default=True, description="Run the built-in tools server.")
+    call_timeout: float = Field(default=60.0, gt=0, description="Seconds per tool call.")
+    connect_timeout: float = Field(default=30.0, gt=0, description="Seconds to connect.")
+    max_read_chars: int = Field(default=50_000, ge=1000, description="read_file page size.")
+
+
 class WorkerSettings(_Section):
     max_workers: int = Field(default=4, ge=1, le=1000)
     max_idle_workers: int = Field(default=3, ge=0, le=1000)
@@ -226,6 +250,8 @@ class Config(_Section):
     calendar_agent: CalendarAgentSettings | None = None
     mcp_servers: list[MCPServerEntry] = []
     mcpServers: dict[str, MCPServersJSONEntry] = {}  # the name users paste
+    mcp: MCPSettings = MCPSettings()
+    sandbox: SandboxSettings = SandboxSettings()
     workers: WorkerSettings = WorkerSettings()
     tool_agent: ToolAgentSettings = ToolAgentSettings()
     workspace: Path | None = Field(default=None, description="Default: the current directory.")

@@ -1,0 +1,1 @@
+"""The MCP layer: our servers (built-in tools), the sandbox, and the client registry."""
