@@ -72,6 +72,12 @@ def build_parser() -> argparse.ArgumentParser:
     check.add_argument("file", nargs="?", help="default: --config, then ./config.yaml")
     config_sub.add_parser("show", help="print the effective config (secrets masked)")
 
+    mcp = sub.add_parser("mcp", help="MCP servers: serve the built-in tools, list, call")
+    mcp_sub = mcp.add_subparsers(dest="mcp_command", metavar="ACTION", required=True)
+    builtin = mcp_sub.add_parser("builtin", help="serve the built-in tools (stdio by default)")
+    builtin.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP at /mcp")
+    builtin.add_argument("--workspace", metavar="DIR", help="default: from config, else cwd")
+
     notify = sub.add_parser("notify", help="show a notification in a running octopussy")
     notify.add_argument("text", nargs="+", help="the notification text")
     notify.add_argument("--label", default="NOTICE", help="the [LABEL] shown (default NOTICE)")
@@ -122,6 +128,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
             write_spool_file(loaded.paths.spool, " ".join(args.text), label=args.label)
             return EXIT_OK
+        if command == "mcp":
+            return _mcp(args, loaded)
         _setup_logging(args, loaded, stderr=False)
         if command == "doctor":
             from octopussy.doctor import run_doctor
@@ -149,6 +157,46 @@ def main(argv: Sequence[str] | None = None) -> int:
         log.exception("internal error")
         _error(f"internal error: {type(exc).__name__}: {exc} (run with --debug for details)")
         return EXIT_INTERNAL
+
+
+def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from pathlib import Path
+
+    from octopussy.mcp import builtin
+
+    if args.mcp_command == "builtin":
+        # stdout is the MCP wire in stdio mode: logs go to the file only.
+        setup_logging(
+            level="DEBUG" if args.debug else (args.log_level or loaded.config.logging.level),
+            file=loaded.paths.log_file,
+            stderr=args.verbose,
+        )
+        workspace = (
+            Path(args.workspace).expanduser().resolve()
+            if args.workspace
+            else (loaded.paths.workspace)
+        )
+        if not workspace.is_dir():
+            raise ConfigError(f"workspace {workspace} is not a directory", hint="--workspace DIR")
+        settings = (loaded.config.sandbox, loaded.config.mcp)
+        if args.http:
+            try:
+                host, port = builtin.parse_host_port(args.http)
+            except ValueError as exc:
+                raise ConfigError(
+                    str(exc), path="--http", hint="e.g. --http 127.0.0.1:8765"
+                ) from exc
+            if host not in ("127.0.0.1", "localhost", "::1"):
+                log.warning("serving the built-in tools on %s without authentication", host)
+                print(
+                    f"warning: {host} is not loopback and this server has no authentication",
+                    file=sys.stderr,
+                )
+            builtin.main_http(host, port, workspace, *settings)
+        else:
+            builtin.main_stdio(workspace, *settings)
+        return EXIT_OK
+    raise AssertionError(args.mcp_command)
 
 
 def run() -> None:

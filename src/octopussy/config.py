@@ -196,6 +196,7 @@ class SandboxSettings(_Section):
     require_isolation: bool = Field(
         default=False, description="Refuse to run code when bubblewrap is unavailable."
     )
+    bwrap_path: Path | None = Field(default=None, description="Default: bwrap on PATH.")
 
 
 class MCPSettings(_Section):

@@ -1,0 +1,1056 @@
+"""The built-in MCP tools server: files in one workspace, and Python in a sandbox.
+
+::
+
+    MCP client (our registry, Claude Code, Inspector) ── stdio | Streamable HTTP ──►
+      MCPServer "octopussy-builtin"
+        read_file · write_file · edit_file · list_directory · search_files ──► Workspace
+        execute_python ──────────────────────────────────────────────────────► Sandbox
+
+Every tool takes its input schema from its type hints (``Annotated`` + ``Field``) and
+answers with text written for a model to read, plus structured content for programs
+(``outputSchema``). A mistake in the input (a path outside the workspace, a missing file, an
+``old_text`` that does not match) comes back as a tool result with ``isError: true`` and a
+sentence saying what to do instead, never as a protocol error: the model can correct itself.
+
+File tools run on worker threads (the SDK runs sync tools there), so a large search never
+stalls the server; ``execute_python`` awaits the sandbox on the event loop.
+
+``python -m octopussy.mcp.builtin --workspace DIR [--http HOST:PORT]`` serves it with the
+default limits (``octopussy mcp builtin`` is the configured front door).
+"""
+
+# No ``from __future__ import annotations`` here: the SDK reads each tool's signature to
+# build its input schema, and the descriptions in those annotations come from the config
+# (closures in ``build_builtin_server``), which string annotations could not see.
+
+import argparse
+import codecs
+import contextlib
+import errno
+import logging
+import os
+import re
+import stat
+import sys
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Annotated, Literal
+
+import anyio
+from mcp.server import MCPServer
+from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp_types import CallToolResult, TextContent, ToolAnnotations
+from pydantic import BaseModel, Field
+
+from octopussy import __version__
+from octopussy.config import MCPSettings, SandboxSettings
+from octopussy.errors import ToolError
+from octopussy.mcp.sandbox import Sandbox, SandboxResult
+from octopussy.mcp.workspace import Workspace
+
+SERVER_NAME = "octopussy-builtin"
+#: Longest line read_file shows in full; longer ones are cut with a note.
+MAX_LINE_CHARS = 2000
+#: Entries list_directory shows at most.
+MAX_DIR_ENTRIES = 500
+#: Files larger than this are skipped by search_files' text search.
+MAX_SEARCH_FILE_BYTES = 5 * 1024 * 1024
+#: Files search_files looks at, at most, per call.
+MAX_SEARCH_FILES = 50_000
+#: Files larger than this are not edited in place (read, replace, write back).
+MAX_EDIT_BYTES = 10 * 1024 * 1024
+#: Total line counts are computed for files up to this size.
+MAX_COUNT_BYTES = 64 * 1024 * 1024
+_SNIFF_BYTES = 8192
+#: Directories that search_files never descends into (tooling caches and VCS data).
+SKIP_DIRS = frozenset(
+    {
+        ".git",
+        ".hg",
+        ".svn",
+        "__pycache__",
+        "node_modules",
+        ".venv",
+        ".mypy_cache",
+        ".pytest_cache",
+        ".ruff_cache",
+        ".tox",
+    }
+)
+_MAGIC = (
+    (b"\x89PNG", "a PNG image"),
+    (b"\xff\xd8\xff", "a JPEG image"),
+    (b"GIF8", "a GIF image"),
+    (b"%PDF", "a PDF document"),
+    (b"PK\x03\x04", "a ZIP archive (or docx/xlsx/jar)"),
+    (b"\x7fELF", "an executable (ELF)"),
+    (b"\x1f\x8b", "a gzip archive"),
+    (b"SQLite format 3", "an SQLite database"),
+)
+
+
+# ---------------------------------------------------------------------- structured output
+
+
+class ReadFileResult(BaseModel):
+    path: str = Field(description="The file, relative to the workspace.")
+    content: str = Field(description="The lines of this page, without line numbers.")
+    offset: int = Field(description="Lines skipped before this page.")
+    lines_returned: int
+    total_lines: int | None = Field(description="Lines in the file (null for huge files).")
+    next_offset: int | None = Field(description="Pass as offset to read on; null at the end.")
+    size_bytes: int
+    long_lines_cut: int = Field(description=f"Lines longer than {MAX_LINE_CHARS} characters.")
+
+
+class WriteFileResult(BaseModel):
+    path: str
+    bytes_written: int
+    created: bool = Field(description="True when the file did not exist before.")
+
+
+class EditFileResult(BaseModel):
+    path: str
+    replacements: int
+    first_line: int = Field(description="Line number of the first replacement.")
+    bytes_written: int
+
+
+class DirectoryEntry(BaseModel):
+    name: str
+    type: Literal["file", "directory", "symlink", "other"]
+    size: int | None = Field(default=None, description="Bytes, for files.")
+    target: str | None = Field(default=None, description="Where a symlink points.")
+
+
+class ListDirectoryResult(BaseModel):
+    path: str
+    entries: list[DirectoryEntry]
+    total: int = Field(description="Entries in the directory (more than shown if truncated).")
+    truncated: bool
+
+
+class SearchMatch(BaseModel):
+    path: str
+    line: int | None = Field(default=None, description="1-based line of a text match.")
+    text: str | None = Field(default=None, description="The matching line (trimmed).")
+    size: int | None = Field(default=None, description="Bytes, when listing files only.")
+
+
+class SearchFilesResult(BaseModel):
+    matches: list[SearchMatch]
+    files_matched: int = Field(description="Files whose path matched the pattern.")
+    truncated: bool = Field(description="True when max_results stopped the search early.")
+    skipped_binary: int
+    skipped_large: int
+
+
+class ExecutePythonResult(BaseModel):
+    stdout: str
+    stderr: str
+    exit_code: int | None = Field(description="Null when the wall-clock timeout killed it.")
+    timed_out: bool
+    killed_by_signal: str | None
+    truncated: bool
+    isolated: bool = Field(description="False when no sandbox was available (limits only).")
+    notes: list[str]
+    duration_seconds: float
+
+
+# ---------------------------------------------------------------------- helpers
+
+
+@contextlib.contextmanager
+def _tool_errors() -> Iterator[None]:
+    """Turn our own errors into the SDK's ``ToolError`` so the client gets ``isError``."""
+    try:
+        yield
+    except ToolError as exc:
+        raise MCPToolError(str(exc)) from exc
+    except UnicodeEncodeError as exc:
+        raise MCPToolError(f"the text cannot be encoded as UTF-8: {exc.reason}") from exc
+    except OSError as exc:
+        raise MCPToolError(_describe_os_error(exc)) from exc
+
+
+def _describe_os_error(exc: OSError) -> str:
+    if exc.errno == errno.ENOSPC:
+        return "the disk is full"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return f"permission denied: {exc.filename or ''}".strip()
+    if exc.errno == errno.EFBIG:
+        return "the file is too large"
+    return exc.strerror or str(exc)
+
+
+def _result(text: str, data: BaseModel) -> CallToolResult:
+    return CallToolResult(
+        content=[TextContent(type="text", text=text)],
+        structured_content=data.model_dump(mode="json"),
+    )
+
+
+def _human_size(size: int) -> str:
+    if size < 1024:
+        return f"{size} bytes"
+    value = float(size)
+    for unit in ("KB", "MB", "GB", "TB"):
+        value /= 1024
+        if value < 1024 or unit == "TB":
+            return f"{value:.1f} {unit}"
+    return f"{size} bytes"  # pragma: no cover - the loop always returns
+
+
+def _sniff_binary(sample: bytes) -> str | None:
+    """A description of a binary file ("a PNG image"), or ``None`` for text."""
+    for magic, name in _MAGIC:
+        if sample.startswith(magic):
+            return name
+    if b"\x00" in sample:
+        return "binary data"
+    return None
+
+
+def _valid_utf8(sample: bytes) -> bool:
+    decoder = codecs.getincrementaldecoder("utf-8")(errors="strict")
+    try:
+        decoder.decode(sample, final=False)  # a cut multi-byte sequence at the end is fine
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
+def _count_lines(fd: int, size: int) -> int:
+    count = 0
+    last = b""
+    position = 0
+    while position < size:
+        chunk = os.pread(fd, 1 << 20, position)
+        if not chunk:
+            break
+        count += chunk.count(b"\n")
+        last = chunk[-1:]
+        position += len(chunk)
+    return count + (1 if position and last != b"\n" else 0)
+
+
+def _iter_lines(fd: int) -> Iterator[str]:
+    """Lines of a file descriptor, decoded leniently, without their line endings."""
+    with open(fd, "rb", closefd=False) as raw:
+        raw.seek(0)
+        decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
+        pending = ""
+        while True:
+            chunk = raw.read(1 << 16)
+            pending += decoder.decode(chunk, final=not chunk)
+            *complete, pending = pending.split("\n")
+            for line in complete:
+                yield line.removesuffix("\r")
+            if not chunk:
+                break
+        if pending:
+            yield pending.removesuffix("\r")
+
+
+def glob_to_regex(pattern: str) -> re.Pattern[str]:
+    """A glob as a regex over ``/``-separated relative paths.
+
+    ``*`` and ``?`` stay inside one path segment, ``**`` spans directories (``**/x`` also
+    matches ``x`` at the top), ``[abc]`` is a character class. A pattern without ``/``
+    matches file names at any depth (``*.py``), as in ripgrep's ``-g``.
+    """
+    cleaned = pattern.strip()
+    while cleaned.startswith("./"):
+        cleaned = cleaned[2:]
+    if not cleaned:
+        cleaned = "**/*"
+    if "/" not in cleaned and cleaned != "**":
+        cleaned = "**/" + cleaned
+    parts = cleaned.split("/")
+    out = ""
+    for index, part in enumerate(parts):
+        last = index == len(parts) - 1
+        if part == "**":
+            out += ".*" if last else "(?:.*/)?"
+            continue
+        out += _segment_regex(part) + ("" if last else "/")
+    return re.compile(out + r"\Z", re.DOTALL)
+
+
+def _segment_regex(segment: str) -> str:
+    out = ""
+    i = 0
+    while i < len(segment):
+        char = segment[i]
+        if char == "*":
+            out += "[^/]*"
+        elif char == "?":
+            out += "[^/]"
+        elif char == "[":
+            end = segment.find("]", i + 2 if segment[i + 1 : i + 2] in ("!", "]") else i + 1)
+            if end == -1:
+                out += re.escape(char)
+            else:
+                body = segment[i + 1 : end]
+                if body.startswith("!"):
+                    body = "^" + body[1:]
+                out += "[" + body.replace("\\", "\\\\") + "]"
+                i = end
+        else:
+            out += re.escape(char)
+        i += 1
+    return out
+
+
+# ---------------------------------------------------------------------- the tools
+
+
+class BuiltinTools:
+    """The tool implementations, bound to one workspace and one sandbox."""
+
+    def __init__(self, workspace: Workspace, sandbox: Sandbox, mcp: MCPSettings) -> None:
+        self.workspace = workspace
+        self.sandbox = sandbox
+        self.settings = mcp
+
+    # -- read_file
+
+    def read_file(self, path: str, offset: int = 0, limit: int | None = None) -> CallToolResult:
+        ws = self.workspace
+        real = ws.resolve(path)
+        rel = ws.relative(real)
+        fd = ws.open(path, os.O_RDONLY)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ToolError(f"{path!r} is not a regular file")
+            size = st.st_size
+            sample = os.pread(fd, _SNIFF_BYTES, 0)
+            kind = _sniff_binary(sample)
+            if kind is not None:
+                raise ToolError(
+                    f"{rel!r} looks like {kind} ({_human_size(size)}); read_file only shows "
+                    "text. To inspect it, use execute_python (e.g. open(path, 'rb').read(64))"
+                )
+            utf8 = _valid_utf8(sample)
+            budget = self.settings.max_read_chars
+            shown: list[str] = []
+            used = 0
+            cut = 0
+            index = -1
+            more = False
+            for index, line in enumerate(_iter_lines(fd)):
+                if index < offset:
+                    continue
+                if limit is not None and len(shown) >= limit:
+                    more = True
+                    break
+                display = line
+                if len(line) > MAX_LINE_CHARS:
+                    cut += 1
+                    extra = len(line) - MAX_LINE_CHARS
+                    display = f"{line[:MAX_LINE_CHARS]} … [line cut: {extra} more characters]"
+                if shown and used + len(display) > budget:
+                    more = True
+                    break
+                shown.append(display)
+                used += len(display) + 1
+            seen = index + 1
+            if offset and offset >= seen and not shown:
+                raise ToolError(
+                    f"offset={offset} is past the end of {rel!r}, which has {seen} lines; "
+                    f"use an offset below {seen} (offset=0 reads from the start)"
+                )
+            total = _count_lines(fd, size) if size <= MAX_COUNT_BYTES else None
+        finally:
+            os.close(fd)
+        first = offset + 1
+        last = offset + len(shown)
+        next_offset = last if more else None
+        body = "".join(f"{first + i:>6}\t{line}\n" for i, line in enumerate(shown))
+        of_total = f" of {total}" if total is not None else ""
+        if size == 0:
+            footer = f"[{rel} is empty: 0 bytes]"
+        elif next_offset is not None:
+            footer = (
+                f"[lines {first}-{last}{of_total} of {rel} ({_human_size(size)}). "
+                f"To read on, call read_file with offset={next_offset}.]"
+            )
+        else:
+            footer = f"[end of {rel}: lines {first}-{last}{of_total}, {_human_size(size)}]"
+        if not utf8:
+            footer += "\n[the file is not valid UTF-8; undecodable bytes are shown as �]"
+        if cut:
+            footer += (
+                f"\n[{cut} line(s) longer than {MAX_LINE_CHARS} characters were cut; "
+                "use execute_python to see them whole]"
+            )
+        data = ReadFileResult(
+            path=rel,
+            content="".join(line + "\n" for line in shown),
+            offset=offset,
+            lines_returned=len(shown),
+            total_lines=total,
+            next_offset=next_offset,
+            size_bytes=size,
+            long_lines_cut=cut,
+        )
+        return _result(body + footer, data)
+
+    # -- write_file
+
+    def write_file(self, path: str, content: str) -> CallToolResult:
+        ws = self.workspace
+        real = ws.resolve(path)
+        rel = ws.relative(real)
+        created = not real.exists()
+        data = content.encode("utf-8")
+        fd = ws.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_parents=True)
+        try:
+            if not stat.S_ISREG(os.fstat(fd).st_mode):
+                raise ToolError(f"{path!r} is not a regular file")
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+        finally:
+            os.close(fd)
+        what = "new file" if created else "replaced the previous content"
+        text = f"Wrote {len(data)} bytes to {rel} ({what})."
+        return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
+
+    # -- edit_file
+
+    def edit_file(
+        self, path: str, old_text: str, new_text: str, replace_all: bool = False
+    ) -> CallToolResult:
+        ws = self.workspace
+        if old_text == "":
+            raise ToolError(
+                "old_text is empty; give the exact text to replace (use write_file to create "
+                "or overwrite a whole file)"
+            )
+        if old_text == new_text:
+            raise ToolError("old_text and new_text are the same; nothing would change")
+        real = ws.resolve(path)
+        rel = ws.relative(real)
+        fd = ws.open(path, os.O_RDWR)
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
+                raise ToolError(f"{path!r} is not a regular file")
+            if st.st_size > MAX_EDIT_BYTES:
+                raise ToolError(
+                    f"{rel!r} is {_human_size(st.st_size)}, too large to edit in place "
+                    f"(limit {_human_size(MAX_EDIT_BYTES)}); use execute_python"
+                )
+            raw = os.pread(fd, st.st_size + 1, 0)
+            try:
+                original = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                raise ToolError(
+                    f"{rel!r} is not UTF-8 text; edit_file only edits text files"
+                ) from None
+            old, new = old_text, new_text
+            if "\r\n" in original and "\r\n" not in old and "\n" in old:
+                # The model writes "\n"; the file uses Windows line endings.
+                old, new = old.replace("\n", "\r\n"), new.replace("\n", "\r\n")
+            count = original.count(old)
+            if count == 0:
+                raise ToolError(self._no_match(rel, original, old_text))
+            if count > 1 and not replace_all:
+                where = _match_lines(original, old)
+                raise ToolError(
+                    f"old_text occurs {count} times in {rel!r} (at lines {where}); add "
+                    "surrounding lines to old_text so it matches exactly once, or set "
+                    "replace_all=true to replace every occurrence"
+                )
+            first_line = original.count("\n", 0, original.index(old)) + 1
+            updated = original.replace(old, new) if replace_all else original.replace(old, new, 1)
+            encoded = updated.encode("utf-8")
+            os.lseek(fd, 0, os.SEEK_SET)
+            view = memoryview(encoded)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.ftruncate(fd, len(encoded))
+        finally:
+            os.close(fd)
+        replaced = count if replace_all else 1
+        text = f"Replaced {replaced} occurrence(s) in {rel} (first at line {first_line})."
+        return _result(
+            text,
+            EditFileResult(
+                path=rel, replacements=replaced, first_line=first_line, bytes_written=len(encoded)
+            ),
+        )
+
+    @staticmethod
+    def _no_match(rel: str, original: str, old_text: str) -> str:
+        message = (
+            f"old_text was not found in {rel!r}. It must match the file exactly, including "
+            "whitespace and indentation; read_file the region again and copy the text"
+        )
+        first = next((line.strip() for line in old_text.splitlines() if line.strip()), "")
+        if first:
+            for number, line in enumerate(original.splitlines(), start=1):
+                if line.strip() == first:
+                    return message + (
+                        f" (a line equal to the first line of old_text, ignoring indentation, "
+                        f"is at line {number})"
+                    )
+        return message
+
+    # -- list_directory
+
+    def list_directory(self, path: str = ".") -> CallToolResult:
+        ws = self.workspace
+        real = ws.resolve(path)
+        rel = ws.relative(real)
+        entries: list[DirectoryEntry] = []
+        try:
+            with ws.open_dir(path) as fd, os.scandir(fd) as scan:
+                for item in scan:
+                    entries.append(self._entry(real, fd, item))
+        except ToolError:
+            if real.exists() and not real.is_dir():
+                raise ToolError(
+                    f"{rel!r} is a file, not a directory; use read_file to read it"
+                ) from None
+            raise
+        entries.sort(key=lambda e: (e.type != "directory", e.name.lower(), e.name))
+        total = len(entries)
+        shown = entries[:MAX_DIR_ENTRIES]
+        lines = [f"{rel}/ ({total} entries)" if total else f"{rel}/ is empty"]
+        for entry in shown:
+            if entry.type == "directory":
+                lines.append(f"  {entry.name}/")
+            elif entry.type == "symlink":
+                lines.append(f"  {entry.name} -> {entry.target}")
+            elif entry.type == "file":
+                lines.append(f"  {entry.name}  ({_human_size(entry.size or 0)})")
+            else:
+                lines.append(f"  {entry.name}  (special file)")
+        if total > len(shown):
+            lines.append(
+                f"[{total - len(shown)} more entries not shown; use search_files with a "
+                "pattern to narrow down]"
+            )
+        data = ListDirectoryResult(
+            path=rel, entries=shown, total=total, truncated=total > len(shown)
+        )
+        return _result("\n".join(lines), data)
+
+    def _entry(self, directory: Path, fd: int, item: os.DirEntry[str]) -> DirectoryEntry:
+        try:
+            st = os.stat(item.name, dir_fd=fd, follow_symlinks=False)
+        except OSError:
+            return DirectoryEntry(name=item.name, type="other")
+        if stat.S_ISLNK(st.st_mode):
+            try:
+                target = os.readlink(item.name, dir_fd=fd)
+            except OSError:
+                target = "?"
+            resolved = Path(os.path.realpath(directory / item.name))
+            root = self.workspace.root
+            if resolved != root and root not in resolved.parents:
+                target += " (outside the workspace: not accessible)"
+            return DirectoryEntry(name=item.name, type="symlink", target=target)
+        if stat.S_ISDIR(st.st_mode):
+            return DirectoryEntry(name=item.name, type="directory")
+        if stat.S_ISREG(st.st_mode):
+            return DirectoryEntry(name=item.name, type="file", size=st.st_size)
+        return DirectoryEntry(name=item.name, type="other")
+
+    # -- search_files
+
+    def search_files(
+        self,
+        pattern: str = "**/*",
+        text: str | None = None,
+        path: str = ".",
+        regex: bool = False,
+        ignore_case: bool = False,
+        max_results: int = 100,
+    ) -> CallToolResult:
+        ws = self.workspace
+        if pattern.startswith("/") or "\x00" in pattern:
+            raise ToolError(
+                f"pattern {pattern!r} must be relative to the search directory, like '**/*.py'"
+            )
+        matcher = glob_to_regex(pattern)
+        needle: re.Pattern[str] | None = None
+        if text is not None:
+            if text == "":
+                raise ToolError("text is empty; leave it out to list files by pattern only")
+            flags = re.IGNORECASE if ignore_case else 0
+            try:
+                needle = re.compile(text if regex else re.escape(text), flags)
+            except re.error as exc:
+                raise ToolError(
+                    f"invalid regular expression {text!r}: {exc}; fix it or set regex=false"
+                ) from None
+        base = ws.resolve(path)
+        base_rel = ws.relative(base)
+        matches: list[SearchMatch] = []
+        files_matched = skipped_binary = skipped_large = scanned = 0
+        truncated = False
+        with ws.open_dir(path) as base_fd:
+            walker = os.fwalk(".", dir_fd=base_fd, follow_symlinks=False)
+            for dirpath, dirnames, filenames, dir_fd in walker:
+                dirnames[:] = sorted(d for d in dirnames if d not in SKIP_DIRS)
+                for name in sorted(filenames):
+                    rel_in_base = os.path.normpath(os.path.join(dirpath, name))
+                    if not matcher.match(rel_in_base):
+                        continue
+                    scanned += 1
+                    if scanned > MAX_SEARCH_FILES:
+                        truncated = True
+                        break
+                    shown_path = rel_in_base if base_rel == "." else f"{base_rel}/{rel_in_base}"
+                    try:
+                        st = os.stat(name, dir_fd=dir_fd, follow_symlinks=False)
+                    except OSError:
+                        continue
+                    if not stat.S_ISREG(st.st_mode):
+                        continue  # symlinks are found where they point, if that is inside
+                    files_matched += 1
+                    if needle is None:
+                        matches.append(SearchMatch(path=shown_path, size=st.st_size))
+                    elif st.st_size > MAX_SEARCH_FILE_BYTES:
+                        skipped_large += 1
+                        continue
+                    else:
+                        found = _grep(name, dir_fd, needle, max_results - len(matches))
+                        if found is None:
+                            skipped_binary += 1
+                            continue
+                        for line_no, line in found:
+                            matches.append(SearchMatch(path=shown_path, line=line_no, text=line))
+                    if len(matches) >= max_results:
+                        truncated = True
+                        break
+                if truncated:
+                    break
+        data = SearchFilesResult(
+            matches=matches,
+            files_matched=files_matched,
+            truncated=truncated,
+            skipped_binary=skipped_binary,
+            skipped_large=skipped_large,
+        )
+        return _result(self._search_text(data, pattern, text, base_rel, max_results), data)
+
+    @staticmethod
+    def _search_text(
+        data: SearchFilesResult, pattern: str, text: str | None, base: str, max_results: int
+    ) -> str:
+        where = f"in {base}/" if base != "." else "in the workspace"
+        if text is None:
+            lines = [m.path for m in data.matches]
+            summary = f"{len(data.matches)} file(s) matching {pattern!r} {where}"
+        else:
+            lines = [f"{m.path}:{m.line}: {m.text}" for m in data.matches]
+            files = len({m.path for m in data.matches})
+            summary = (
+                f"{len(data.matches)} match(es) for {text!r} in {files} file(s) "
+                f"(pattern {pattern!r}, {where})"
+            )
+        if not data.matches:
+            summary = f"No matches: {summary}" + (
+                "; try a broader pattern like '**/*' or check the spelling"
+            )
+        notes: list[str] = []
+        if data.truncated:
+            notes.append(
+                f"stopped at max_results={max_results}; narrow the pattern or the text, "
+                "or raise max_results"
+            )
+        if data.skipped_binary:
+            notes.append(f"{data.skipped_binary} binary file(s) skipped")
+        if data.skipped_large:
+            notes.append(
+                f"{data.skipped_large} file(s) over {_human_size(MAX_SEARCH_FILE_BYTES)} skipped"
+            )
+        skipped_dirs = ", ".join(sorted(SKIP_DIRS))
+        out = "\n".join([*lines, f"[{summary}]"])
+        if notes:
+            out += "\n[" + "; ".join(notes) + "]"
+        if not data.matches:
+            out += f"\n[directories never searched: {skipped_dirs}]"
+        return out
+
+    # -- execute_python
+
+    async def execute_python(
+        self, code: str, timeout_seconds: float | None = None
+    ) -> CallToolResult:
+        limit = self.sandbox.settings.timeout_seconds
+        capped = timeout_seconds is not None and timeout_seconds > limit
+        timeout = limit if timeout_seconds is None or capped else timeout_seconds
+        result = await self.sandbox.run_python(code, timeout_seconds=timeout)
+        if capped:
+            result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
+        return _result(_format_run(result), _run_data(result))
+
+
+def _grep(
+    name: str, dir_fd: int, needle: re.Pattern[str], room: int
+) -> list[tuple[int, str]] | None:
+    """Matching lines of one file (at most ``room``), or ``None`` for a binary file."""
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+    try:
+        fd = os.open(name, flags, dir_fd=dir_fd)
+    except OSError:
+        return []
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):  # swapped since the walk saw it
+            return []
+        if _sniff_binary(os.pread(fd, _SNIFF_BYTES, 0)) is not None:
+            return None
+        found: list[tuple[int, str]] = []
+        for number, line in enumerate(_iter_lines(fd), start=1):
+            if needle.search(line):
+                trimmed = line.strip()
+                if len(trimmed) > 300:
+                    trimmed = trimmed[:300] + " …"
+                found.append((number, trimmed))
+                if len(found) >= room:
+                    break
+        return found
+    finally:
+        os.close(fd)
+
+
+def _match_lines(text: str, old: str) -> str:
+    lines: list[str] = []
+    start = text.find(old)
+    while start != -1 and len(lines) < 10:
+        lines.append(str(text.count("\n", 0, start) + 1))
+        start = text.find(old, start + len(old))
+    return ", ".join(lines)
+
+
+def _run_data(result: SandboxResult) -> ExecutePythonResult:
+    return ExecutePythonResult(
+        stdout=result.stdout,
+        stderr=result.stderr,
+        exit_code=result.exit_code,
+        timed_out=result.timed_out,
+        killed_by_signal=result.killed_by_signal,
+        truncated=result.truncated,
+        isolated=result.isolated,
+        notes=list(result.notes),
+        duration_seconds=result.duration_seconds,
+    )
+
+
+def _format_run(result: SandboxResult) -> str:
+    if result.timed_out:
+        head = "timed out (killed)"
+    elif result.killed_by_signal:
+        head = f"killed by {result.killed_by_signal} (exit code {result.exit_code})"
+    else:
+        head = f"exit code {result.exit_code}"
+    where = "sandboxed" if result.isolated else "NOT sandboxed"
+    parts = [f"{head} ({where}, {result.duration_seconds:.2f} s)"]
+    if result.stdout:
+        parts.append("--- stdout ---\n" + result.stdout.rstrip("\n"))
+    if result.stderr:
+        parts.append("--- stderr ---\n" + result.stderr.rstrip("\n"))
+    if not result.stdout and not result.stderr:
+        parts.append("(no output; use print() to show results)")
+    if result.notes:
+        parts.append("--- notes ---\n" + "\n".join(f"- {note}" for note in result.notes))
+    return "\n".join(parts)
+
+
+# ---------------------------------------------------------------------- the server
+
+_PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
+
+
+def build_builtin_server(
+    *,
+    workspace: Path,
+    sandbox: SandboxSettings,
+    mcp: MCPSettings,
+    bwrap_path: str | Path | None = None,
+) -> MCPServer:
+    """The built-in tools server for ``workspace`` (which must exist).
+
+    ``bwrap_path`` overrides where bubblewrap is looked for (default: ``bwrap`` on PATH);
+    a path that does not exist runs code without isolation (or refuses, with
+    ``sandbox.require_isolation``).
+    """
+    ws = Workspace(workspace)
+    if bwrap_path is None:
+        bwrap_path = sandbox.bwrap_path
+    tools = BuiltinTools(ws, Sandbox(sandbox, ws.root, bwrap_path=bwrap_path), mcp)
+    limits = (
+        f"{sandbox.timeout_seconds:g} s wall clock, {sandbox.cpu_seconds} s CPU, "
+        f"{sandbox.memory_mb} MB memory, {sandbox.max_processes} processes, "
+        f"{sandbox.max_file_mb} MB per file written"
+    )
+    server: MCPServer = MCPServer(
+        SERVER_NAME,
+        title="Octopussy built-in tools",
+        version=__version__,
+        instructions=(
+            f"Files in the workspace {ws.root} and a Python sandbox. Paths are relative to "
+            "the workspace; nothing outside it can be read or written. Read files in pages "
+            "with read_file, change them with edit_file (exact text) or write_file, find "
+            "them with list_directory and search_files, and run code with execute_python."
+        ),
+        log_level="WARNING",
+    )
+    read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
+    writes = ToolAnnotations(destructive_hint=True, open_world_hint=False)
+    descriptions: dict[str, str] = {}
+
+    def read_file(
+        path: Annotated[str, Field(description=f"The file to read. {_PATH_HELP}")],
+        offset: Annotated[
+            int, Field(ge=0, description="Lines to skip first (0 = from the start).")
+        ] = 0,
+        limit: Annotated[
+            int | None,
+            Field(ge=1, description="Most lines to return (default: as many as fit a page)."),
+        ] = None,
+    ) -> Annotated[CallToolResult, ReadFileResult]:
+        with _tool_errors():
+            return tools.read_file(path, offset, limit)
+
+    descriptions["read_file"] = (
+        "Read a text file from the workspace, one page at a time, with line numbers "
+        f"(at most {mcp.max_read_chars} characters per page). The footer says how many lines "
+        "the file has and which offset reads the next page. Binary files are refused; "
+        "inspect those with execute_python."
+    )
+
+    def write_file(
+        path: Annotated[str, Field(description=f"The file to write. {_PATH_HELP}")],
+        content: Annotated[str, Field(description="The complete new content (UTF-8 text).")],
+    ) -> Annotated[CallToolResult, WriteFileResult]:
+        with _tool_errors():
+            return tools.write_file(path, content)
+
+    descriptions["write_file"] = (
+        "Create or overwrite a text file in the workspace with the given content; missing "
+        "parent directories are created. Returns the number of bytes written. To change part "
+        "of an existing file, prefer edit_file."
+    )
+
+    def edit_file(
+        path: Annotated[str, Field(description=f"The file to edit. {_PATH_HELP}")],
+        old_text: Annotated[
+            str,
+            Field(
+                description="The exact text to replace, including whitespace and indentation; "
+                "include enough lines to make it unique."
+            ),
+        ],
+        new_text: Annotated[str, Field(description="The text to put in its place.")],
+        replace_all: Annotated[
+            bool, Field(description="Replace every occurrence instead of exactly one.")
+        ] = False,
+    ) -> Annotated[CallToolResult, EditFileResult]:
+        with _tool_errors():
+            return tools.edit_file(path, old_text, new_text, replace_all)
+
+    descriptions["edit_file"] = (
+        "Replace exact text in a file. old_text must occur exactly once (or set replace_all); "
+        "otherwise the call fails and says how many times it was found and where. Read the "
+        "file first and copy old_text from it."
+    )
+
+    def list_directory(
+        path: Annotated[str, Field(description=f"The directory. {_PATH_HELP}")] = ".",
+    ) -> Annotated[CallToolResult, ListDirectoryResult]:
+        with _tool_errors():
+            return tools.list_directory(path)
+
+    descriptions["list_directory"] = (
+        "List a directory of the workspace: sub-directories first (ending in /), then files "
+        f"with their sizes, and symlinks with their targets. At most {MAX_DIR_ENTRIES} "
+        "entries."
+    )
+
+    def search_files(
+        pattern: Annotated[
+            str,
+            Field(
+                description="Glob for file paths: '*.py' matches names at any depth, "
+                "'src/**/*.ts' paths from the search directory, '**/*' every file."
+            ),
+        ] = "**/*",
+        text: Annotated[
+            str | None,
+            Field(description="Only files containing this text; each matching line is shown."),
+        ] = None,
+        path: Annotated[str, Field(description=f"Directory to search. {_PATH_HELP}")] = ".",
+        regex: Annotated[bool, Field(description="Treat text as a Python regex.")] = False,
+        ignore_case: Annotated[bool, Field(description="Match text case-insensitively.")] = False,
+        max_results: Annotated[
+            int, Field(ge=1, le=1000, description="Stop after this many results.")
+        ] = 100,
+    ) -> Annotated[CallToolResult, SearchFilesResult]:
+        with _tool_errors():
+            return tools.search_files(pattern, text, path, regex, ignore_case, max_results)
+
+    descriptions["search_files"] = (
+        "Find files by glob pattern and, optionally, the lines containing some text "
+        "(path:line: text). Binary files and files over "
+        f"{_human_size(MAX_SEARCH_FILE_BYTES)} are skipped, and so are "
+        ".git, node_modules, .venv and cache directories."
+    )
+
+    async def execute_python(
+        code: Annotated[
+            str,
+            Field(max_length=1_000_000, description="A Python 3 script; print() what you need."),
+        ],
+        timeout_seconds: Annotated[
+            float | None,
+            Field(
+                gt=0,
+                description=f"Wall-clock limit, at most {sandbox.timeout_seconds:g} s "
+                "(the default).",
+            ),
+        ] = None,
+    ) -> Annotated[CallToolResult, ExecutePythonResult]:
+        with _tool_errors():
+            return await tools.execute_python(code, timeout_seconds)
+
+    descriptions["execute_python"] = (
+        "Run a Python script in a sandbox and return its stdout, stderr and exit code. "
+        "The working directory is the workspace (read-write); there is no network, /tmp is "
+        "private and empty, the environment is empty, and the rest of the system is "
+        f"read-only. Limits: {limits}. Output over {sandbox.max_output_chars} characters per "
+        "stream is truncated. Each call is a fresh process: keep state in files."
+    )
+
+    for fn, annotations in (
+        (read_file, read_only),
+        (write_file, writes),
+        (edit_file, writes),
+        (list_directory, read_only),
+        (search_files, read_only),
+        (execute_python, writes),
+    ):
+        server.add_tool(fn, description=descriptions[fn.__name__], annotations=annotations)
+    return server
+
+
+# ---------------------------------------------------------------------- serving
+
+
+async def serve_stdio(*, workspace: Path, sandbox: SandboxSettings, mcp: MCPSettings) -> None:
+    """Serve over stdin/stdout until the client closes stdin.
+
+    While serving, the SDK points fd 1 at stderr, so a stray ``print`` cannot corrupt the
+    wire; logs go wherever logging was configured (stderr or a file, never stdout).
+    """
+    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    await server.run_stdio_async()
+
+
+async def serve_http(
+    host: str,
+    port: int,
+    *,
+    workspace: Path,
+    sandbox: SandboxSettings,
+    mcp: MCPSettings,
+    path: str = "/mcp",
+) -> None:
+    """Serve Streamable HTTP at ``http://host:port{path}`` until cancelled.
+
+    On loopback the SDK turns on DNS-rebinding protection (Host and Origin checks).
+    """
+    import uvicorn
+
+    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    app = server.streamable_http_app(streamable_http_path=path, host=host)
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_level="warning",
+        access_log=False,
+        lifespan="on",
+    )
+    await uvicorn.Server(config).serve()
+
+
+def main_stdio(
+    workspace: Path, sandbox_settings: SandboxSettings, mcp_settings: MCPSettings
+) -> None:
+    """Blocking: serve over stdio (for ``octopussy mcp builtin``)."""
+
+    async def run() -> None:
+        await serve_stdio(workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings)
+
+    anyio.run(run)
+
+
+def main_http(
+    host: str,
+    port: int,
+    workspace: Path,
+    sandbox_settings: SandboxSettings,
+    mcp_settings: MCPSettings,
+) -> None:
+    """Blocking: serve over Streamable HTTP (for ``octopussy mcp builtin --http``)."""
+
+    async def run() -> None:
+        await serve_http(
+            host, port, workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings
+        )
+
+    anyio.run(run)
+
+
+def parse_host_port(value: str) -> tuple[str, int]:
+    """``HOST:PORT`` (``[::1]:PORT`` for IPv6) → ``(host, port)``; ``ValueError`` if bad."""
+    host, sep, port_text = value.rpartition(":")
+    if not sep or not host or not port_text.isdigit():
+        raise ValueError(f"expected HOST:PORT, got {value!r}")
+    port = int(port_text)
+    if not 0 < port < 65536:
+        raise ValueError(f"port {port} is out of range")
+    return host.strip("[]"), port
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """``python -m octopussy.mcp.builtin --workspace DIR [--http HOST:PORT]`` (defaults)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m octopussy.mcp.builtin",
+        description="Serve Octopussy's built-in tools over MCP (stdio by default).",
+    )
+    parser.add_argument("--workspace", required=True, help="the directory tools may touch")
+    parser.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP instead")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
+    workspace = Path(args.workspace).expanduser()
+    if not workspace.is_dir():
+        print(f"error: workspace {workspace} is not a directory", file=sys.stderr)
+        return 2
+    try:
+        if args.http:
+            try:
+                host, port = parse_host_port(args.http)
+            except ValueError as exc:
+                print(f"error: --http: {exc}", file=sys.stderr)
+                return 2
+            main_http(host, port, workspace, SandboxSettings(), MCPSettings())
+        else:
+            main_stdio(workspace, SandboxSettings(), MCPSettings())
+    except KeyboardInterrupt:
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,527 @@
+"""The built-in tools server, driven through the SDK's in-process ``Client``.
+
+Every test runs twice: over the direct in-process dispatch (``mode="auto"``, the 2026-07-28
+era) and over JSON-RPC streams with the initialize handshake (``mode="legacy"``). Input
+mistakes must come back as results with ``is_error`` and an actionable sentence.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import pytest
+from mcp.server import MCPServer
+from mcp_types import CallToolResult, TextContent
+
+from mcp import Client
+from octopussy.config import MCPSettings, SandboxSettings
+from octopussy.mcp import builtin
+from octopussy.mcp.builtin import build_builtin_server, glob_to_regex
+
+TOOLS = {"read_file", "write_file", "edit_file", "list_directory", "search_files", "execute_python"}
+
+needs_bwrap = pytest.mark.skipif(
+    shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"
+)
+
+
+@pytest.fixture
+def workspace(tmp_path: Path) -> Path:
+    ws = tmp_path / "ws"
+    (ws / "src" / "pkg").mkdir(parents=True)
+    (ws / "src" / "pkg" / "__init__.py").write_text("")
+    (ws / "src" / "pkg" / "core.py").write_text(
+        "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n"
+    )
+    (ws / "README.md").write_text("# Demo\nSee src/pkg/core.py for add().\n")
+    (ws / "docs").mkdir()
+    (ws / "docs" / "notes.txt").write_text("TODO: write docs\nnothing else\n")
+    (ws / ".git").mkdir()
+    (ws / ".git" / "config").write_text("TODO: never searched\n")
+    (tmp_path / "outside.txt").write_text("outside\n")
+    return ws
+
+
+@asynccontextmanager
+async def connected(server: MCPServer, mode: str = "auto") -> AsyncIterator[Client]:
+    """A client session entered and exited in one task of its own (anyio requires it; a
+    pytest fixture's setup and teardown run in different tasks)."""
+    ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
+    done = asyncio.Event()
+
+    async def hold() -> None:
+        try:
+            async with Client(server, mode=mode) as client:
+                ready.set_result(client)
+                await done.wait()
+        except BaseException as exc:
+            if not ready.done():
+                ready.set_exception(exc)
+            raise
+
+    task = asyncio.create_task(hold())
+    try:
+        yield await asyncio.wait_for(asyncio.shield(ready), 30)
+    finally:
+        done.set()
+        await asyncio.wait_for(task, 30)
+
+
+@pytest.fixture(params=["auto", "legacy"])
+async def client(request: pytest.FixtureRequest, workspace: Path) -> AsyncIterator[Client]:
+    server = build_builtin_server(
+        workspace=workspace,
+        sandbox=SandboxSettings(timeout_seconds=5, max_output_chars=2000),
+        mcp=MCPSettings(max_read_chars=1000),
+    )
+    async with connected(server, request.param) as session:
+        yield session
+
+
+def text(result: CallToolResult) -> str:
+    assert result.content, result
+    block = result.content[0]
+    assert isinstance(block, TextContent)
+    return block.text
+
+
+async def ok(client: Client, tool: str, **arguments: Any) -> CallToolResult:
+    result = await client.call_tool(tool, arguments)
+    assert not result.is_error, text(result)
+    return result
+
+
+async def error(client: Client, tool: str, **arguments: Any) -> str:
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, result
+    assert result.structured_content is None
+    return text(result)
+
+
+def data(result: CallToolResult) -> dict[str, Any]:
+    structured: dict[str, Any] | None = result.structured_content
+    assert structured is not None
+    return structured
+
+
+# ------------------------------------------------------------------ schemas
+
+
+async def test_tools_have_schemas_descriptions_and_annotations(client: Client) -> None:
+    listed = {tool.name: tool for tool in (await client.list_tools()).tools}
+    assert set(listed) == TOOLS
+    for name, tool in listed.items():
+        assert tool.description, name
+        assert len(tool.description) > 60, name
+        assert tool.output_schema is not None, name
+        properties = tool.input_schema["properties"]
+        for prop, schema in properties.items():
+            assert schema.get("description"), f"{name}.{prop} has no description"
+        assert tool.annotations is not None
+        assert tool.annotations.open_world_hint is False
+    assert listed["read_file"].input_schema["required"] == ["path"]
+    assert listed["read_file"].annotations.read_only_hint  # type: ignore[union-attr]
+    assert listed["write_file"].annotations.destructive_hint  # type: ignore[union-attr]
+    assert listed["execute_python"].input_schema["required"] == ["code"]
+    assert "5 s wall clock" in (listed["execute_python"].description or "")
+    assert set(listed["read_file"].output_schema["properties"]) >= {  # type: ignore[index]
+        "content",
+        "next_offset",
+        "total_lines",
+    }
+
+
+async def test_argument_mistakes_are_tool_errors(client: Client) -> None:
+    assert "path" in await error(client, "read_file")
+    assert "offset" in await error(client, "read_file", path="README.md", offset=-1)
+    assert "timeout_seconds" in await error(client, "execute_python", code="1", timeout_seconds=0)
+    assert "Unknown tool" in await error(client, "no_such_tool")
+
+
+# ------------------------------------------------------------------ read_file
+
+
+async def test_read_file_shows_numbered_lines_and_sizes(client: Client) -> None:
+    result = await ok(client, "read_file", path="src/pkg/core.py")
+    assert text(result).splitlines()[:2] == ["     1\tdef add(a, b):", "     2\t    return a + b"]
+    assert "[end of src/pkg/core.py: lines 1-6 of 6, 66 bytes]" in text(result)
+    assert data(result) == {
+        "path": "src/pkg/core.py",
+        "content": "def add(a, b):\n    return a + b\n\n\ndef sub(a, b):\n    return a - b\n",
+        "offset": 0,
+        "lines_returned": 6,
+        "total_lines": 6,
+        "next_offset": None,
+        "size_bytes": 66,
+        "long_lines_cut": 0,
+    }
+
+
+async def test_read_file_pages_by_lines_and_by_characters(client: Client, workspace: Path) -> None:
+    (workspace / "big.txt").write_text(
+        "".join(f"line {i:04d} " + "x" * 40 + "\n" for i in range(500))
+    )
+    first = await ok(client, "read_file", path="big.txt", limit=10)
+    assert data(first)["lines_returned"] == 10
+    assert data(first)["next_offset"] == 10
+    assert "To read on, call read_file with offset=10." in text(first)
+    assert "of 500" in text(first)
+    second = await ok(client, "read_file", path="big.txt", offset=10, limit=5)
+    assert data(second)["content"].splitlines()[0].startswith("line 0010")
+    assert text(second).startswith("    11\tline 0010")
+    # No limit: as many lines as fit max_read_chars (1000 here).
+    page = await ok(client, "read_file", path="big.txt", offset=100)
+    assert 0 < data(page)["lines_returned"] < 25
+    assert len(data(page)["content"]) <= 1000
+    # Walking the pages covers the file exactly once.
+    offset, seen = 0, []
+    while offset is not None:
+        got = data(await ok(client, "read_file", path="big.txt", offset=offset))
+        seen.extend(got["content"].splitlines())
+        offset = got["next_offset"]
+    assert seen == (workspace / "big.txt").read_text().splitlines()
+    past = await error(client, "read_file", path="big.txt", offset=900)
+    assert "past the end" in past
+    assert "500 lines" in past
+
+
+async def test_read_file_cuts_very_long_lines(client: Client, workspace: Path) -> None:
+    (workspace / "min.js").write_text("a" * 5000 + "\nshort\n")
+    result = await ok(client, "read_file", path="min.js", limit=1)
+    assert "line cut: 3000 more characters" in text(result)
+    assert data(result)["long_lines_cut"] == 1
+
+
+async def test_read_file_refuses_binary_files_politely(client: Client, workspace: Path) -> None:
+    (workspace / "logo.png").write_bytes(b"\x89PNG\r\n\x1a\n" + bytes(range(256)) * 4)
+    (workspace / "blob.bin").write_bytes(b"abc\x00def")
+    png = await error(client, "read_file", path="logo.png")
+    assert "PNG image" in png
+    assert "execute_python" in png
+    assert "binary data" in await error(client, "read_file", path="blob.bin")
+
+
+async def test_read_file_shows_invalid_utf8_with_a_note(client: Client, workspace: Path) -> None:
+    (workspace / "latin1.txt").write_bytes("café\n".encode("latin-1"))
+    result = await ok(client, "read_file", path="latin1.txt")
+    assert "caf\ufffd" in text(result)
+    assert "not valid UTF-8" in text(result)
+
+
+async def test_read_file_mistakes(client: Client, workspace: Path) -> None:
+    assert "does not exist" in await error(client, "read_file", path="src/pkg/missing.py")
+    assert "is a directory" in await error(client, "read_file", path="src")
+    assert "outside the workspace" in await error(client, "read_file", path="../outside.txt")
+    outside = str(workspace.parent / "outside.txt")
+    assert "outside the workspace" in await error(client, "read_file", path=outside)
+    (workspace / "empty.txt").write_text("")
+    assert "is empty" in text(await ok(client, "read_file", path="empty.txt"))
+
+
+# ------------------------------------------------------------------ write_file / edit_file
+
+
+async def test_write_file_creates_parents_and_counts_bytes(client: Client, workspace: Path) -> None:
+    result = await ok(client, "write_file", path="new/deep/file.txt", content="héllo 🐙\n")
+    assert data(result) == {"path": "new/deep/file.txt", "bytes_written": 12, "created": True}
+    assert "Wrote 12 bytes" in text(result)
+    assert (workspace / "new" / "deep" / "file.txt").read_text() == "héllo 🐙\n"
+    again = await ok(client, "write_file", path="new/deep/file.txt", content="short")
+    assert data(again)["created"] is False
+    assert (workspace / "new" / "deep" / "file.txt").read_text() == "short"
+
+
+async def test_write_file_mistakes(client: Client, workspace: Path) -> None:
+    assert "outside the workspace" in await error(
+        client, "write_file", path="../escape.txt", content="x"
+    )
+    assert not (workspace.parent / "escape.txt").exists()
+    assert "is a directory" in await error(client, "write_file", path="src", content="x")
+    assert "is a file" in await error(client, "write_file", path="README.md/x", content="x")
+
+
+async def test_edit_file_replaces_exactly_once(client: Client, workspace: Path) -> None:
+    result = await ok(
+        client, "edit_file", path="src/pkg/core.py", old_text="a - b", new_text="a - b - 0"
+    )
+    assert data(result)["replacements"] == 1
+    assert data(result)["first_line"] == 6
+    assert "first at line 6" in text(result)
+    assert "return a - b - 0" in (workspace / "src" / "pkg" / "core.py").read_text()
+
+
+async def test_edit_file_no_match_and_ambiguous_match(client: Client, workspace: Path) -> None:
+    missing = await error(
+        client, "edit_file", path="src/pkg/core.py", old_text="return a * b", new_text="x"
+    )
+    assert "not found" in missing
+    assert "exactly" in missing
+    indented = await error(
+        client,
+        "edit_file",
+        path="src/pkg/core.py",
+        old_text="  return a + b\n\n\ndef sub(a,b):",
+        new_text="x",
+    )
+    assert "ignoring indentation, is at line 2" in indented
+    ambiguous = await error(
+        client, "edit_file", path="src/pkg/core.py", old_text="(a, b)", new_text="(x, y)"
+    )
+    assert "occurs 2 times" in ambiguous
+    assert "lines 1, 5" in ambiguous
+    assert "replace_all" in ambiguous
+    before = (workspace / "src" / "pkg" / "core.py").read_text()
+    assert "(a, b)" in before  # nothing changed by the failed calls
+    everywhere = await ok(
+        client,
+        "edit_file",
+        path="src/pkg/core.py",
+        old_text="(a, b)",
+        new_text="(x, y)",
+        replace_all=True,
+    )
+    assert data(everywhere)["replacements"] == 2
+    assert "(a, b)" not in (workspace / "src" / "pkg" / "core.py").read_text()
+    assert "empty" in await error(client, "edit_file", path="README.md", old_text="", new_text="x")
+    assert "same" in await error(client, "edit_file", path="README.md", old_text="D", new_text="D")
+
+
+async def test_edit_file_keeps_windows_line_endings(client: Client, workspace: Path) -> None:
+    (workspace / "win.txt").write_bytes(b"one\r\ntwo\r\nthree\r\n")
+    await ok(client, "edit_file", path="win.txt", old_text="one\ntwo", new_text="1\n2")
+    assert (workspace / "win.txt").read_bytes() == b"1\r\n2\r\nthree\r\n"
+
+
+async def test_edit_file_shrinking_truncates(client: Client, workspace: Path) -> None:
+    (workspace / "s.txt").write_text("keep REMOVE-THIS-LONG-PART end\n")
+    await ok(client, "edit_file", path="s.txt", old_text=" REMOVE-THIS-LONG-PART", new_text="")
+    assert (workspace / "s.txt").read_text() == "keep end\n"
+
+
+# ------------------------------------------------------------------ list_directory
+
+
+async def test_list_directory_sorted_with_types_and_sizes(client: Client, workspace: Path) -> None:
+    (workspace / "link_in").symlink_to("README.md")
+    (workspace / "link_out").symlink_to("/etc")
+    result = await ok(client, "list_directory")
+    entries = data(result)["entries"]
+    assert [e["name"] for e in entries] == [
+        ".git",
+        "docs",
+        "src",
+        "link_in",
+        "link_out",
+        "README.md",
+    ]
+    readme = next(e for e in entries if e["name"] == "README.md")
+    assert readme == {"name": "README.md", "type": "file", "size": 38, "target": None}
+    lines = text(result).splitlines()
+    assert lines[0] == "./ (6 entries)"
+    assert "  docs/" in lines
+    assert "  README.md  (38 bytes)" in lines
+    assert "  link_out -> /etc (outside the workspace: not accessible)" in lines
+    sub = await ok(client, "list_directory", path="src/pkg")
+    assert [e["name"] for e in data(sub)["entries"]] == ["__init__.py", "core.py"]
+
+
+async def test_list_directory_is_capped(
+    client: Client, workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(builtin, "MAX_DIR_ENTRIES", 5)
+    (workspace / "many").mkdir()
+    for i in range(12):
+        (workspace / "many" / f"f{i:02d}").write_text("")
+    result = await ok(client, "list_directory", path="many")
+    assert data(result)["total"] == 12
+    assert data(result)["truncated"] is True
+    assert len(data(result)["entries"]) == 5
+    assert "7 more entries not shown" in text(result)
+
+
+async def test_list_directory_mistakes(client: Client) -> None:
+    assert "use read_file" in await error(client, "list_directory", path="README.md")
+    assert "does not exist" in await error(client, "list_directory", path="nope")
+    assert "outside the workspace" in await error(client, "list_directory", path="..")
+
+
+# ------------------------------------------------------------------ search_files
+
+
+async def test_search_files_by_pattern(client: Client) -> None:
+    py = await ok(client, "search_files", pattern="*.py")
+    assert [m["path"] for m in data(py)["matches"]] == ["src/pkg/__init__.py", "src/pkg/core.py"]
+    rooted = await ok(client, "search_files", pattern="src/**/core.py")
+    assert [m["path"] for m in data(rooted)["matches"]] == ["src/pkg/core.py"]
+    top = await ok(client, "search_files", pattern="*.md")
+    assert [m["path"] for m in data(top)["matches"]] == ["README.md"]
+    everything = await ok(client, "search_files")
+    paths = [m["path"] for m in data(everything)["matches"]]
+    assert ".git/config" not in paths
+    assert len(paths) == 4
+    within = await ok(client, "search_files", pattern="*.py", path="src")
+    assert data(within)["matches"][0]["path"] == "src/pkg/__init__.py"
+
+
+async def test_search_files_for_text_and_regex(client: Client, workspace: Path) -> None:
+    (workspace / "image.bin").write_bytes(b"TODO\x00binary")
+    found = await ok(client, "search_files", text="TODO")
+    assert data(found)["matches"] == [
+        {"path": "docs/notes.txt", "line": 1, "text": "TODO: write docs", "size": None}
+    ]
+    assert data(found)["skipped_binary"] == 1
+    assert "docs/notes.txt:1: TODO: write docs" in text(found)
+    regex = await ok(client, "search_files", pattern="*.py", text=r"def \w+\(", regex=True)
+    assert [(m["path"], m["line"]) for m in data(regex)["matches"]] == [
+        ("src/pkg/core.py", 1),
+        ("src/pkg/core.py", 5),
+    ]
+    folded = await ok(client, "search_files", text="todo", ignore_case=True)
+    assert len(data(folded)["matches"]) == 1
+    none = await ok(client, "search_files", text="no such text anywhere")
+    assert "No matches" in text(none)
+
+
+async def test_search_files_stops_at_max_results(client: Client, workspace: Path) -> None:
+    (workspace / "many.txt").write_text("hit\n" * 50)
+    result = await ok(client, "search_files", text="hit", max_results=7)
+    assert len(data(result)["matches"]) == 7
+    assert data(result)["truncated"] is True
+    assert "stopped at max_results=7" in text(result)
+
+
+async def test_search_files_does_not_follow_symlinks_out(client: Client, workspace: Path) -> None:
+    (workspace / "etc_link").symlink_to("/etc")
+    result = await ok(client, "search_files", pattern="**/passwd")
+    assert data(result)["matches"] == []
+
+
+async def test_search_files_mistakes(client: Client) -> None:
+    assert "invalid regular expression" in await error(client, "search_files", text="(", regex=True)
+    assert "relative" in await error(client, "search_files", pattern="/etc/*")
+    assert "outside the workspace" in await error(client, "search_files", path="..")
+
+
+@pytest.mark.parametrize(
+    ("pattern", "path", "matches"),
+    [
+        ("*.py", "a.py", True),
+        ("*.py", "x/y/a.py", True),
+        ("*.py", "a.pyc", False),
+        ("src/*.py", "src/a.py", True),
+        ("src/*.py", "src/x/a.py", False),
+        ("src/**/*.py", "src/a.py", True),
+        ("src/**/*.py", "src/x/y/a.py", True),
+        ("**/test_?.py", "t/test_1.py", True),
+        ("**/test_?.py", "t/test_10.py", False),
+        ("[ab].txt", "a.txt", True),
+        ("[!ab].txt", "a.txt", False),
+        ("**", "any/thing", True),
+        ("./docs/*", "docs/x", True),
+    ],
+)
+def test_glob_to_regex(pattern: str, path: str, matches: bool) -> None:
+    assert bool(glob_to_regex(pattern).match(path)) is matches
+
+
+# ------------------------------------------------------------------ execute_python
+
+
+@needs_bwrap
+async def test_execute_python_text_and_structured_result(client: Client, workspace: Path) -> None:
+    result = await ok(
+        client,
+        "execute_python",
+        code="import sys\n"
+        "print(open('README.md').readline().strip())\n"
+        "print('warn', file=sys.stderr)",
+    )
+    body = text(result)
+    assert body.startswith("exit code 0 (sandboxed, ")
+    assert "--- stdout ---\n# Demo" in body
+    assert "--- stderr ---\nwarn" in body
+    structured = data(result)
+    assert structured["stdout"] == "# Demo\n"
+    assert structured["isolated"] is True
+    assert structured["exit_code"] == 0
+    failing = await ok(client, "execute_python", code="1/0")
+    assert "exit code 1" in text(failing)
+    assert "ZeroDivisionError" in data(failing)["stderr"]
+
+
+@needs_bwrap
+async def test_execute_python_timeout_is_capped_by_config(client: Client) -> None:
+    result = await ok(client, "execute_python", code="print('quick')", timeout_seconds=500)
+    assert "capped at the configured 5 s" in text(result)
+    slow = await ok(
+        client, "execute_python", code="import time; time.sleep(30)", timeout_seconds=0.5
+    )
+    assert data(slow)["timed_out"] is True
+    assert text(slow).startswith("timed out (killed)")
+
+
+@needs_bwrap
+async def test_execute_python_empty_output_says_so(client: Client) -> None:
+    assert "(no output; use print()" in text(await ok(client, "execute_python", code="x = 1"))
+
+
+async def test_execute_python_without_bwrap_says_so(
+    workspace: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server = build_builtin_server(
+        workspace=workspace,
+        sandbox=SandboxSettings(timeout_seconds=5),
+        mcp=MCPSettings(),
+        bwrap_path=workspace / "missing-bwrap",
+    )
+    async with connected(server) as client:
+        result = await ok(client, "execute_python", code="print('hi')")
+    assert "NOT sandboxed" in text(result)
+    assert "isolation unavailable" in text(result)
+    assert data(result)["isolated"] is False
+    assert data(result)["stdout"] == "hi\n"
+
+
+async def test_execute_python_required_isolation_is_a_tool_error(workspace: Path) -> None:
+    server = build_builtin_server(
+        workspace=workspace,
+        sandbox=SandboxSettings(require_isolation=True),
+        mcp=MCPSettings(),
+        bwrap_path=workspace / "missing-bwrap",
+    )
+    async with connected(server) as client:
+        message = await error(client, "execute_python", code="print('hi')")
+    assert "isolation is required" in message
+
+
+# ------------------------------------------------------------------ entry point
+
+
+def test_host_port_parsing() -> None:
+    assert builtin.parse_host_port("127.0.0.1:8080") == ("127.0.0.1", 8080)
+    assert builtin.parse_host_port("[::1]:9") == ("::1", 9)
+    for bad in ("8080", "host:", "host:0", "host:70000", "host:x"):
+        with pytest.raises(ValueError, match=r"HOST:PORT|out of range"):
+            builtin.parse_host_port(bad)
+
+
+def test_main_refuses_a_missing_workspace(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert builtin.main(["--workspace", str(tmp_path / "nope")]) == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert "not a directory" in err
+    assert builtin.main(["--workspace", str(tmp_path), "--http", "nonsense"]) == 2
+
+
+def test_structured_output_is_json(workspace: Path) -> None:
+    # Every output model must serialise to plain JSON (what the wire carries).
+    for model in (builtin.ReadFileResult, builtin.SearchFilesResult, builtin.ExecutePythonResult):
+        assert json.dumps(model.model_json_schema())
