@@ -77,6 +77,12 @@ def build_parser() -> argparse.ArgumentParser:
     builtin = mcp_sub.add_parser("builtin", help="serve the built-in tools (stdio by default)")
     builtin.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP at /mcp")
     builtin.add_argument("--workspace", metavar="DIR", help="default: from config, else cwd")
+    mcp_list = mcp_sub.add_parser("list", help="connect every server; show state and tools")
+    mcp_list.add_argument("--json", action="store_true", help="machine-readable")
+    call = mcp_sub.add_parser("call", help="call one tool by hand: SERVER.TOOL key=value ...")
+    call.add_argument("tool", help="TOOL or SERVER.TOOL")
+    call.add_argument("arguments", nargs="*", metavar="key=value", help="JSON values allowed")
+    call.add_argument("--json", dest="json_args", metavar="OBJECT", help="arguments as JSON")
 
     notify = sub.add_parser("notify", help="show a notification in a running octopussy")
     notify.add_argument("text", nargs="+", help="the notification text")
@@ -196,7 +202,36 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         else:
             builtin.main_stdio(workspace, *settings)
         return EXIT_OK
-    raise AssertionError(args.mcp_command)
+    _setup_logging(args, loaded, stderr=False)
+    return asyncio.run(_mcp_client(args, loaded))
+
+
+async def _mcp_client(args: argparse.Namespace, loaded: LoadedConfig) -> int:
+    from octopussy.mcp.registry import MCPRegistry
+    from octopussy.mcp.report import format_result, format_status, parse_arguments, status_json
+    from octopussy.mcp.servers import server_specs
+    from octopussy.runtime import builtin_command
+
+    arguments: dict[str, object] = {}
+    if args.mcp_command == "call":
+        try:
+            arguments = parse_arguments(args.arguments, args.json_args)
+        except ValueError as exc:
+            raise ConfigError(
+                str(exc), hint="e.g. octopussy mcp call builtin.read_file path=a.txt"
+            ) from exc
+    registry = MCPRegistry(
+        server_specs(loaded, builtin_command=builtin_command(loaded)),
+        call_timeout=loaded.config.mcp.call_timeout,
+        connect_timeout=loaded.config.mcp.connect_timeout,
+    )
+    async with registry:
+        if args.mcp_command == "list":
+            print(status_json(registry) if args.json else format_status(registry))
+            return EXIT_OK if all(s.state == "ready" for s in registry.status()) else 1
+        result = await registry.call(args.tool, arguments)
+        print(format_result(result))
+        return EXIT_BAD_INPUT if result.is_error else EXIT_OK
 
 
 def run() -> None:
@@ -259,7 +294,7 @@ async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     progress = assembly_progress(lambda line: print(line, file=sys.stderr, flush=True))
     async with Runtime(loaded, background_agents=False, progress=progress) as runtime:
         started = time.perf_counter()
-        await runtime.warm_up()
+        await runtime.warm_up(tools=False)  # no tool-using agent answers `ask` yet
         log.info("models ready in %.3fs", time.perf_counter() - started)
         coordinator = runtime.coordinator
         if args.no_stream:

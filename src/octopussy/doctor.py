@@ -11,15 +11,12 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import json
-import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
-from urllib.parse import urlsplit
 
 from octopussy.config import LoadedConfig, ResolvedLLM
 from octopussy.errors import OctopussyError
@@ -175,109 +172,55 @@ async def check_models(loaded: LoadedConfig) -> list[Check]:
     return checks
 
 
-async def check_sandbox() -> Check:
-    bwrap = shutil.which("bwrap")
-    if bwrap is None:
-        return Check(
-            "WARN",
-            "sandbox",
-            "bubblewrap (bwrap) not found: execute_python runs with rlimits and a timeout only",
-            "apt-get install bubblewrap",
-        )
-    try:
-        process = await asyncio.create_subprocess_exec(
-            bwrap,
-            "--ro-bind",
-            "/",
-            "/",
-            "--unshare-net",
-            "--dev",
-            "/dev",
-            "--",
-            "true",
-            stdout=asyncio.subprocess.DEVNULL,
-            stderr=asyncio.subprocess.PIPE,
-        )
-        async with asyncio.timeout(10):
-            _, err = await process.communicate()
-    except (OSError, TimeoutError) as exc:
-        return Check(
-            "FAIL",
-            "sandbox",
-            f"{bwrap} could not run ({exc})",
-            "check that user namespaces are allowed",
-        )
-    if process.returncode != 0:
-        reason = err.decode(errors="replace").strip().splitlines()[-1:] or ["unknown error"]
-        return Check(
-            "FAIL",
-            "sandbox",
-            f"bwrap failed: {reason[0]}",
-            "enable unprivileged user namespaces (sysctl kernel.unprivileged_userns_clone=1)",
-        )
-    return Check("OK", "sandbox", f"bubblewrap at {bwrap}")
+async def check_sandbox(loaded: LoadedConfig) -> Check:
+    """Probe bubblewrap with the same mounts a real ``execute_python`` run uses."""
+    from octopussy.mcp.sandbox import Sandbox
 
-
-async def _tcp_reachable(url: str) -> str | None:
-    parts = urlsplit(url)
-    host = parts.hostname or ""
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    try:
-        async with asyncio.timeout(5):
-            _, writer = await asyncio.open_connection(host, port)
-        writer.close()
-        await writer.wait_closed()
-    except (OSError, TimeoutError) as exc:
-        return f"cannot connect to {host}:{port} ({type(exc).__name__})"
-    return None
+    sandbox = Sandbox(loaded.config.sandbox, loaded.paths.workspace)
+    ok, reason = await asyncio.to_thread(sandbox.isolation_available)
+    if ok:
+        return Check("OK", "sandbox", reason)
+    status: Status = "FAIL" if loaded.config.sandbox.require_isolation else "WARN"
+    return Check(
+        status,
+        "sandbox",
+        f"{reason}; execute_python runs with rlimits and a timeout only",
+        "apt-get install bubblewrap (and allow unprivileged user namespaces)",
+    )
 
 
 async def check_mcp_servers(loaded: LoadedConfig) -> list[Check]:
-    config = loaded.config
+    """Connect every configured MCP server as the runtime would; report state and tools."""
+    from octopussy.mcp.registry import MCPRegistry
+    from octopussy.mcp.servers import server_specs
+    from octopussy.runtime import builtin_command
+
+    try:
+        specs = server_specs(loaded, builtin_command=builtin_command(loaded))
+    except OctopussyError as exc:
+        return [Check("FAIL", "MCP servers", exc.message, exc.hint)]
+    if not specs:
+        return [Check("OK", "MCP servers", "none configured")]
+    registry = MCPRegistry(specs, call_timeout=loaded.config.mcp.call_timeout, connect_timeout=10.0)
     checks = []
-    entries: list[tuple[str, str | None, str | None]] = []
-    for server in config.mcp_servers:
-        if not server.enabled:
-            continue
-        command = (
-            server.command[0]
-            if isinstance(server.command, list) and server.command
-            else (server.command if isinstance(server.command, str) else None)
-        )
-        entries.append((server.name, command, server.url))
-    for name, json_entry in config.mcpServers.items():
-        entries.append((name, json_entry.command, json_entry.url))
-    for name, command, url in entries:
-        label = f"MCP server {name}"
-        if url:
-            problem = await _tcp_reachable(url)
-            checks.append(
-                Check("FAIL", label, problem, "check the url and that it runs")
-                if problem
-                else Check("OK", label, f"{url} reachable")
-            )
-        elif command:
-            first = command.split()[0] if " " in command else command
-            found = shutil.which(first) or os.path.isfile(first)  # noqa: ASYNC240
-            checks.append(
-                Check("OK", label, f"command {first} found")
-                if found
-                else Check(
-                    "FAIL",
-                    label,
-                    f"command {first!r} not found on PATH",
-                    "install it or give the full path",
+    async with registry:
+        tools = registry.tools()
+        for status in registry.status():
+            label = f"MCP server {status.name}"
+            count = sum(tool.server == status.name for tool in tools)
+            if status.state == "ready":
+                checks.append(Check("OK", label, f"{count} tools ({status.transport})"))
+            elif status.state == "stopped":
+                checks.append(Check("OK", label, "disabled"))
+            else:
+                checks.append(
+                    Check(
+                        "FAIL",
+                        label,
+                        f"{status.last_error or status.state} ({status.target})",
+                        "check its command/url in the config; `octopussy mcp list` retries",
+                    )
                 )
-            )
-        else:
-            checks.append(
-                Check(
-                    "FAIL",
-                    label,
-                    "neither command nor url given",
-                    "add `command:` (stdio) or `url:` (http)",
-                )
-            )
     return checks
 
 
@@ -296,7 +239,7 @@ async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = pri
         )
     )
     checks.extend(await check_models(loaded))
-    checks.append(await check_sandbox())
+    checks.append(await check_sandbox(loaded))
     checks.extend(await check_mcp_servers(loaded))
     for key in loaded.plain_secrets:
         checks.append(

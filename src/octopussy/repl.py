@@ -244,6 +244,13 @@ async def _agents(session: ChatSession, _: str) -> None:
         _print(f"  {name} ({agent.kind}{restarts})")
 
 
+@command("/mcp", "MCP servers, their state and tools")
+async def _mcp_status(session: ChatSession, _: str) -> None:
+    from octopussy.mcp.report import format_status
+
+    _print(format_status(session.runtime.mcp))
+
+
 @command("/events", "recent notifications and results (stored)")
 async def _events(session: ChatSession, rest: str) -> None:
     limit = int(rest) if rest.isdigit() else 10
@@ -281,7 +288,9 @@ async def run_chat(loaded: LoadedConfig) -> int:
 async def _warm_up(runtime: Runtime) -> bool:
     """Load the models; Ctrl-C here leaves the chat (False)."""
     names = ", ".join(sorted({model.name for model in runtime.models}))
-    _print(f"Loading {names} …")
+    servers = [s for s in runtime.mcp.status()]
+    extra = f" and connecting {len(servers)} MCP server(s)" if servers else ""
+    _print(f"Loading {names}{extra} …")
     loading = asyncio.create_task(runtime.warm_up(), name="repl:warm-up")
     with sigint_calls(loading.cancel):
         try:
@@ -294,6 +303,12 @@ async def _warm_up(runtime: Runtime) -> bool:
         except OctopussyError as exc:
             _print(f"error: {exc}")
             _print("The chat stays open; fix the model settings and restart, or type quit.")
+    for server in runtime.mcp.status():
+        if server.state == "failed":
+            _print(
+                f"warning: MCP server {server.name} is not connected ({server.last_error}); "
+                "retrying in the background, `/mcp` shows its state"
+            )
     return True
 
 

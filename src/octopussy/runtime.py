@@ -14,7 +14,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Awaitable, Callable, Mapping
+from pathlib import Path
 from types import TracebackType
 
 from octopussy.agents.base import Agent, supervise
@@ -25,6 +27,8 @@ from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
 from octopussy.llm.base import MeteredModel, Model, UsageMeter
 from octopussy.llm.factory import create_model
+from octopussy.mcp.registry import MCPRegistry
+from octopussy.mcp.servers import server_specs
 from octopussy.store.base import Store
 from octopussy.store.sqlite import SqliteStore
 
@@ -61,6 +65,12 @@ class Runtime:
         self.bus = InMemoryBus(
             maxsize=self.config.bus.inbox_size, on_undeliverable=self._undeliverable
         )
+        self.mcp = MCPRegistry(
+            server_specs(loaded, builtin_command=builtin_command(loaded)),
+            call_timeout=self.config.mcp.call_timeout,
+            connect_timeout=self.config.mcp.connect_timeout,
+        )
+        self._mcp_started = False
         self.agents: dict[str, Agent] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._started = False
@@ -123,9 +133,19 @@ class Runtime:
             self.paths.workspace,
         )
 
-    async def warm_up(self) -> None:
-        """Load every model now (weights, connections) instead of at the first call."""
-        await asyncio.gather(*(model.start() for model in self.models))
+    async def warm_up(self, *, tools: bool = True) -> None:
+        """Load every model and connect the MCP servers now, concurrently."""
+        jobs: list[Awaitable[object]] = [model.start() for model in self.models]
+        if tools:
+            jobs.append(self.start_tools())
+        await asyncio.gather(*jobs)
+
+    async def start_tools(self) -> MCPRegistry:
+        """Connect every configured MCP server (once); failures are retried in the background."""
+        if not self._mcp_started:
+            self._mcp_started = True
+            await self.mcp.start()
+        return self.mcp
 
     def _spawn(self, coro: object, *, name: str) -> None:
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)  # type: ignore[arg-type]
@@ -140,6 +160,12 @@ class Runtime:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._mcp_started:
+            try:
+                await self.mcp.stop()
+            except Exception:
+                log.exception("stopping the MCP servers failed")
+            self._mcp_started = False
         for model in self.models:
             try:
                 await model.aclose()
@@ -189,3 +215,11 @@ class Runtime:
                     agent=message.sender,
                     task_id=message.task_id,
                 )
+
+
+def builtin_command(loaded: LoadedConfig) -> list[str]:
+    """How the registry starts our own built-in tools server: this interpreter, same config."""
+    command = [sys.executable, "-m", "octopussy"]
+    if loaded.source != "<defaults>":
+        command += ["--config", str(Path(loaded.source).resolve())]
+    return [*command, "mcp", "builtin", "--workspace", str(loaded.paths.workspace)]
