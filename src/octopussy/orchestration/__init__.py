@@ -1,0 +1,1 @@
+"""Orchestration: worker pool, schedules, guards (issue 4 onwards)."""
