@@ -166,8 +166,13 @@ async def test_private_tmp_and_read_only_system(
     )
     result = await sandbox.run_python(code)
     lines = result.stdout.splitlines()
-    # /tmp is a fresh tmpfs: only the mount point of the workspace (if it lives in /tmp).
-    visible = {workspace.parts[2]} if workspace.parts[1] == "tmp" else set()
+    # /tmp is a fresh tmpfs: only the mount points of the workspace and of the interpreter
+    # (a checkout cloned under /tmp has its venv there) may show.
+    visible = {
+        path.parts[2]
+        for path in (workspace, Path(sys.prefix), Path(os.path.realpath(sys.executable)))
+        if len(path.parts) > 2 and path.parts[1] == "tmp"
+    }
     assert set(json.loads(lines[0])) <= visible, result
     assert lines[1] == "False"
     assert [line.split()[0] for line in lines[2:]] == ["refused"] * 5, result
