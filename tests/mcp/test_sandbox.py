@@ -24,6 +24,8 @@ needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"
 )
 
+_INTERPRETER = Path(os.path.realpath(sys.executable))
+
 
 def settings(**overrides: object) -> SandboxSettings:
     base: dict[str, object] = {"timeout_seconds": 10.0, "max_output_chars": 5000}
@@ -170,7 +172,7 @@ async def test_private_tmp_and_read_only_system(
     # (a checkout cloned under /tmp has its venv there) may show.
     visible = {
         path.parts[2]
-        for path in (workspace, Path(sys.prefix), Path(os.path.realpath(sys.executable)))
+        for path in (workspace, Path(sys.prefix), _INTERPRETER)
         if len(path.parts) > 2 and path.parts[1] == "tmp"
     }
     assert set(json.loads(lines[0])) <= visible, result
