@@ -11,11 +11,15 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+
+from octopussy.bus.base import Inbox
+from octopussy.bus.memory import InMemoryBus
+from octopussy.store.sqlite import SqliteStore
 
 _REPO = Path(__file__).resolve().parents[1]
 _LOCAL_NAMES = {"localhost", "localhost.localdomain", "ip6-localhost", ""}
@@ -98,3 +102,26 @@ def _isolated_home(
     monkeypatch.setenv("OCTOPUSSY_HOME", str(home))
     for name in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "OCTOPUSSY_CONFIG"):
         monkeypatch.delenv(name, raising=False)
+
+
+# Shared building blocks for agent and orchestration tests -----------------------------
+@pytest.fixture
+async def store(tmp_path: Path) -> AsyncIterator[SqliteStore]:
+    """A fresh SQLite store in the test's temp dir."""
+    store = SqliteStore(tmp_path / "state.db")
+    await store.open()
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+async def bus() -> AsyncIterator[InMemoryBus]:
+    bus = InMemoryBus()
+    yield bus
+    await bus.close()
+
+
+@pytest.fixture
+async def coordinator(bus: InMemoryBus) -> Inbox:
+    """The inbox workers report to."""
+    return await bus.register("coordinator")

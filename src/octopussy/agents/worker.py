@@ -1,0 +1,268 @@
+"""The worker: runs one task at a time through the ReAct loop and reports on the bus.
+
+    run_task(task) ──► store: RUNNING, assigned_to=name
+        │  ShortTermMemory(identity, task.prompt or task.description)
+        ▼
+    react(...) ─┬─ ToolCallStep   ──► TASK_PROGRESS "calling tool X with {…}" + result "progress"
+                ├─ ToolResultStep ──► task data "tool_calls" (name, arguments, is_error)
+                ├─ ModelStep      ──► usage summed into task data "usage"
+                └─ FinalAnswer    ──► result "result", TASK_RESULT {result, response_number,
+                                      partial}, status DONE
+    BackendUnavailable / any error ──► result "error", TASK_ERROR {error}, status FAILED
+    cancelled by the user          ──► status CANCELLED, TASK_ERROR "cancelled by the user",
+                                      then the cancellation propagates
+    cancelled for shutdown         ──► status QUEUED again (no message), then propagates
+
+``run_task`` never raises except ``CancelledError``: a failing model, tool, bus or store
+is reported and recorded, and the worker stays usable for the next task. The pool calls
+``run_task`` directly; ``handle`` makes the same work available over the bus
+(``ASSIGN_TASK`` with the task id in ``message.task_id``).
+
+Shutdown vs. user cancellation: the pool calls :meth:`Worker.request_shutdown` before it
+cancels a run when the process is stopping. Such a task is put back to ``QUEUED`` so the
+next start resumes it (``WorkerPool.resume``); nobody is told it failed, because it did not.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import Awaitable
+from typing import Any
+
+from octopussy.agents.base import Agent
+from octopussy.agents.react import (
+    FinalAnswer,
+    ModelStep,
+    ToolCallStep,
+    ToolResultStep,
+    ToolSource,
+    react,
+)
+from octopussy.bus.base import MessageBus
+from octopussy.bus.messages import Message, MessageType
+from octopussy.errors import BackendUnavailable
+from octopussy.llm.base import Model, Usage
+from octopussy.memory.shortterm import ShortTermMemory
+from octopussy.store.base import Store, TaskRecord, TaskStatus
+
+__all__ = ["CANCELLED_TEXT", "DEFAULT_BUDGET_TOKENS", "Worker"]
+
+#: The TASK_ERROR text sent when the user cancels a running task.
+CANCELLED_TEXT = "cancelled by the user"
+#: Short-term memory budget per task (estimated tokens).
+DEFAULT_BUDGET_TOKENS = 6_000
+#: How long one progress line may get (characters).
+_PROGRESS_CHARS = 200
+#: How much of a tool call's arguments is kept in task data (characters of JSON).
+_ARGUMENT_CHARS = 500
+
+
+def _default_identity(name: str, role: str) -> str:
+    return (
+        f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
+        "using the available tools when they help. When you are done, answer with the "
+        "result as plain text."
+    )
+
+
+def _short(value: str, limit: int) -> str:
+    return value if len(value) <= limit else value[: max(0, limit - 1)] + "…"
+
+
+class Worker(Agent):
+    """Runs tasks with a model and a tool source; reports to ``report_to``."""
+
+    kind = "worker"
+
+    def __init__(
+        self,
+        name: str,
+        *,
+        bus: MessageBus,
+        store: Store,
+        model: Model,
+        tools: ToolSource,
+        role: str = "worker",
+        max_steps: int = 10,
+        identity: str | None = None,
+        report_to: str = "coordinator",
+        budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+    ) -> None:
+        super().__init__(name, bus=bus, store=store)
+        self.task_store: Store = store
+        self.model = model
+        self.tools = tools
+        self.role = role
+        self.max_steps = max_steps
+        self.identity = identity or _default_identity(name, role)
+        self.report_to = report_to
+        self.budget_tokens = budget_tokens
+        self.current_task: str | None = None
+        self.tasks_run = 0
+        self._shutdown = False
+
+    def request_shutdown(self) -> None:
+        """The next cancellation of a run means "process stopping", not "user cancelled"."""
+        self._shutdown = True
+
+    # -- the bus entry point
+
+    async def handle(self, message: Message) -> None:
+        """Run the task an ``ASSIGN_TASK`` names (loaded from the store, created if new)."""
+        if message.type is not MessageType.ASSIGN_TASK:
+            self.log.debug("ignoring %s from %s", message.type, message.sender)
+            return
+        raw_id = message.task_id or message.payload.get("task_id")
+        task_id = str(raw_id) if raw_id else uuid.uuid4().hex
+        task = await self.task_store.get_task(task_id)
+        if task is None:
+            description = str(message.payload.get("description", ""))
+            prompt = message.payload.get("prompt")
+            task = TaskRecord(
+                id=task_id,
+                description=description,
+                created_at=time.time(),
+                prompt=str(prompt) if prompt else None,
+            )
+            await self.task_store.add_task(task)
+        elif task.status.finished:
+            self.log.info("task %s is already %s; not running it again", task.id, task.status)
+            return
+        await self.run_task(task)
+
+    # -- running one task
+
+    async def run_task(self, task: TaskRecord) -> None:
+        """Run ``task`` to an end state; never raises except ``CancelledError``."""
+        self.current_task = task.id
+        self.tasks_run += 1
+        usage = Usage()
+        tool_calls: list[dict[str, Any]] = []
+        try:
+            await self.task_store.update_task(
+                task.id, status=TaskStatus.RUNNING, assigned_to=self.name
+            )
+            memory = ShortTermMemory(
+                identity=self.identity,
+                task=task.prompt or task.description,
+                budget_tokens=self.budget_tokens,
+                summarizer=self.model,
+            )
+            async for step in react(self.model, self.tools, memory, max_steps=self.max_steps):
+                if isinstance(step, ModelStep):
+                    usage = usage + step.usage
+                elif isinstance(step, ToolCallStep):
+                    await self._progress(task.id, step)
+                    tool_calls.append({"name": step.call.name, "arguments": self._args(step)})
+                elif isinstance(step, ToolResultStep):
+                    if tool_calls:
+                        tool_calls[-1]["is_error"] = step.is_error
+                    await self.task_store.update_task(
+                        task.id, data={"tool_calls": tool_calls, "usage": usage.as_dict()}
+                    )
+                elif isinstance(step, FinalAnswer):
+                    await self._finish(task.id, step, tool_calls, usage)
+        except asyncio.CancelledError:
+            if self._shutdown:
+                await self._safely(self._requeue(task.id, tool_calls, usage))
+            else:
+                await self._safely(self._cancelled(task.id, tool_calls, usage))
+            raise
+        except BackendUnavailable as exc:
+            await self._safely(
+                self._failed(task.id, f"backend unavailable: {exc}", tool_calls, usage)
+            )
+        except Exception as exc:
+            self.log.exception("task %s failed", task.id)
+            error = f"{type(exc).__name__}: {exc}"
+            await self._safely(self._failed(task.id, error, tool_calls, usage))
+        finally:
+            self.current_task = None
+
+    @staticmethod
+    def _args(step: ToolCallStep) -> Any:
+        text = json.dumps(step.call.arguments, ensure_ascii=False, default=str)
+        return (
+            step.call.arguments if len(text) <= _ARGUMENT_CHARS else _short(text, _ARGUMENT_CHARS)
+        )
+
+    async def _progress(self, task_id: str, step: ToolCallStep) -> None:
+        arguments = json.dumps(step.call.arguments, ensure_ascii=False, default=str)
+        text = _short(f"calling tool {step.call.name} with {arguments}", _PROGRESS_CHARS)
+        await self.task_store.add_result(task_id, "progress", text)
+        await self._notify(MessageType.TASK_PROGRESS, {"text": text}, task_id)
+
+    async def _finish(
+        self, task_id: str, answer: FinalAnswer, tool_calls: list[dict[str, Any]], usage: Usage
+    ) -> None:
+        stored = await self.task_store.add_result(task_id, "result", answer.text)
+        await self.task_store.update_task(
+            task_id,
+            status=TaskStatus.DONE,
+            data={
+                "tool_calls": tool_calls,
+                "usage": usage.as_dict(),
+                "steps": answer.steps,
+                "partial": answer.partial,
+            },
+        )
+        await self._notify(
+            MessageType.TASK_RESULT,
+            {"result": answer.text, "response_number": stored.number, "partial": answer.partial},
+            task_id,
+        )
+
+    async def _failed(
+        self, task_id: str, error: str, tool_calls: list[dict[str, Any]], usage: Usage
+    ) -> None:
+        self.log.warning("task %s failed: %s", task_id, error)
+        await self._safely(self.task_store.add_result(task_id, "error", error))
+        await self._safely(
+            self.task_store.update_task(
+                task_id,
+                status=TaskStatus.FAILED,
+                data={"tool_calls": tool_calls, "usage": usage.as_dict(), "error": error},
+            )
+        )
+        await self._notify(MessageType.TASK_ERROR, {"error": error}, task_id)
+
+    async def _cancelled(
+        self, task_id: str, tool_calls: list[dict[str, Any]], usage: Usage
+    ) -> None:
+        await self._safely(
+            self.task_store.update_task(
+                task_id,
+                status=TaskStatus.CANCELLED,
+                data={"tool_calls": tool_calls, "usage": usage.as_dict()},
+            )
+        )
+        await self._notify(MessageType.TASK_ERROR, {"error": CANCELLED_TEXT}, task_id)
+
+    async def _requeue(self, task_id: str, tool_calls: list[dict[str, Any]], usage: Usage) -> None:
+        self.log.info("task %s interrupted by shutdown; queued again", task_id)
+        await self.task_store.update_task(
+            task_id,
+            status=TaskStatus.QUEUED,
+            data={"tool_calls": tool_calls, "usage": usage.as_dict(), "interrupted": True},
+        )
+
+    async def _notify(self, type: MessageType, payload: dict[str, Any], task_id: str) -> None:
+        """Send to ``report_to``; a bus failure is logged, never raised."""
+        try:
+            await self.send(self.report_to, type, payload, task_id=task_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("could not send %s for task %s to %s", type, task_id, self.report_to)
+
+    async def _safely(self, work: Awaitable[object]) -> None:
+        """Await ``work``; an exception (store down, ...) is logged, never raised."""
+        try:
+            await work
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            self.log.exception("worker %s: bookkeeping failed", self.name)

@@ -1,0 +1,313 @@
+"""The worker on scripted models, a fake tool source, the in-memory bus and SQLite."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+
+from octopussy.agents.worker import CANCELLED_TEXT, Worker
+from octopussy.bus.base import Inbox
+from octopussy.bus.memory import InMemoryBus
+from octopussy.bus.messages import Message, MessageType
+from octopussy.errors import BackendUnavailable, ToolError
+from octopussy.llm.base import ChatMessage, ToolCall, ToolSpec
+from octopussy.store.base import TaskRecord, TaskStatus
+from octopussy.store.sqlite import SqliteStore
+from octopussy.testing import CallInfo, FunctionModel, ScriptedModel, ScriptItem
+
+WAIT = 5.0
+
+
+@dataclass(frozen=True)
+class FakeResult:
+    text: str
+    is_error: bool = False
+
+
+class FakeTools:
+    """``add(a, b)`` and ``fail()`` (the tool runs and reports an error)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, dict[str, Any]]] = []
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [
+            ToolSpec(
+                "add",
+                "Add two numbers.",
+                {
+                    "type": "object",
+                    "properties": {"a": {"type": "number"}, "b": {"type": "number"}},
+                    "required": ["a", "b"],
+                },
+            ),
+            ToolSpec("fail", "Always fails."),
+        ]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> FakeResult:
+        self.calls.append((name, dict(arguments)))
+        if name == "add":
+            return FakeResult(str(arguments["a"] + arguments["b"]))
+        if name == "fail":
+            return FakeResult("disk on fire", is_error=True)
+        raise ToolError(f"unknown tool {name!r}")
+
+
+async def add_task(
+    store: SqliteStore, task_id: str = "t1", text: str = "add 2 and 3"
+) -> TaskRecord:
+    task = TaskRecord(id=task_id, description=text, created_at=time.time())
+    await store.add_task(task)
+    return task
+
+
+def make_worker(
+    bus: InMemoryBus, store: SqliteStore, model: ScriptedModel | FunctionModel, name: str = "w1"
+) -> Worker:
+    return Worker(name, bus=bus, store=store, model=model, tools=FakeTools(), max_steps=5)
+
+
+async def drain(inbox: Inbox, count: int) -> list[Message]:
+    messages = []
+    async with asyncio.timeout(WAIT):
+        for _ in range(count):
+            message = await inbox.get()
+            await inbox.ack(message)
+            messages.append(message)
+    return messages
+
+
+async def test_success_with_a_tool_call(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), "The sum is 5."])
+    worker = make_worker(bus, store, model)
+
+    await worker.run_task(task)
+
+    progress, result = await drain(coordinator, 2)
+    assert progress.type is MessageType.TASK_PROGRESS
+    assert progress.payload["text"].startswith("calling tool add with")
+    assert progress.task_id == "t1"
+    assert progress.sender == "w1"
+    assert result.type is MessageType.TASK_RESULT
+    assert dict(result.payload) == {
+        "result": "The sum is 5.",
+        "response_number": 1,
+        "partial": False,
+    }
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.DONE
+    assert record.assigned_to == "w1"
+    assert record.data["tool_calls"] == [
+        {"name": "add", "arguments": {"a": 2, "b": 3}, "is_error": False}
+    ]
+    assert record.data["usage"]["requests"] == 2
+    results = await store.results("t1")
+    assert [(r.kind, r.number) for r in results] == [("progress", 1), ("result", 1)]
+    # the task text is what the model saw, after the identity
+    first = model.calls[0].messages
+    assert first[0].role == "system"
+    assert "w1" in first[0].content
+    assert first[1].content == "add 2 and 3"
+    # the same worker runs the next task; its results are numbered from 1 again
+    await add_task(store, "t2", "again")
+    worker.model = ScriptedModel(["again done"])
+    await worker.run_task(TaskRecord(id="t2", description="again"))
+    assert worker.tasks_run == 2
+    assert [(r.kind, r.number) for r in await store.results("t2")] == [("result", 1)]
+    (again,) = await drain(coordinator, 1)
+    assert again.payload["response_number"] == 1
+
+
+async def test_prompt_wins_over_description(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    await store.add_task(TaskRecord(id="t1", description="short", prompt="the full prompt"))
+    model = ScriptedModel(["ok"])
+    record = await store.get_task("t1")
+    assert record is not None
+    await make_worker(bus, store, model).run_task(record)
+    assert model.calls[0].messages[1].content == "the full prompt"
+
+
+async def test_tool_error_is_fed_back_and_the_task_still_finishes(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    model = ScriptedModel([ToolCall("fail", {}), "it failed, sorry"])
+    await make_worker(bus, store, model).run_task(task)
+
+    progress, result = await drain(coordinator, 2)
+    assert progress.type is MessageType.TASK_PROGRESS
+    assert result.type is MessageType.TASK_RESULT
+    assert result.payload["result"] == "it failed, sorry"
+    fed_back = model.calls[1].messages[-1]
+    assert fed_back.role == "tool"
+    assert "disk on fire" in fed_back.content
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.DONE
+    assert record.data["tool_calls"][0]["is_error"] is True
+
+
+async def test_partial_answer_when_steps_run_out(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    model = ScriptedModel([ToolCall("add", {"a": 1, "b": 1})], repeat_last=True)
+    await make_worker(bus, store, model).run_task(task)
+    messages = await drain(coordinator, 6)
+    assert [m.type for m in messages[:5]] == [MessageType.TASK_PROGRESS] * 5
+    assert messages[5].type is MessageType.TASK_RESULT
+    assert messages[5].payload["partial"] is True
+    results = await store.results("t1")
+    assert [r.number for r in results if r.kind == "progress"] == [1, 2, 3, 4, 5]
+
+
+async def test_backend_unavailable_fails_the_task(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    model = ScriptedModel([BackendUnavailable("llama-server is down")])
+    worker = make_worker(bus, store, model)
+    await worker.run_task(task)  # does not raise
+
+    (error,) = await drain(coordinator, 1)
+    assert error.type is MessageType.TASK_ERROR
+    assert "llama-server is down" in error.payload["error"]
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.FAILED
+    assert [(r.kind, r.number) for r in await store.results("t1")] == [("error", 1)]
+    # the worker is still usable
+    await add_task(store, "t2")
+    worker.model = ScriptedModel(["fine now"])
+    record2 = await store.get_task("t2")
+    assert record2 is not None
+    await worker.run_task(record2)
+    (result,) = await drain(coordinator, 1)
+    assert result.type is MessageType.TASK_RESULT
+
+
+async def test_our_bug_fails_the_task_without_crashing(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    await make_worker(bus, store, ScriptedModel([RuntimeError("oops")])).run_task(task)
+    (error,) = await drain(coordinator, 1)
+    assert error.type is MessageType.TASK_ERROR
+    assert "RuntimeError: oops" in error.payload["error"]
+
+
+async def test_missing_coordinator_does_not_crash(bus: InMemoryBus, store: SqliteStore) -> None:
+    task = await add_task(store)
+    await make_worker(bus, store, ScriptedModel(["done"])).run_task(task)
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.DONE
+
+
+def held_model(started: asyncio.Event, release: asyncio.Event) -> FunctionModel:
+    async def answer(_messages: list[ChatMessage], _info: CallInfo) -> ScriptItem:
+        started.set()
+        await release.wait()
+        return "released"
+
+    return FunctionModel(answer)
+
+
+async def test_cancel_running_task(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    started, release = asyncio.Event(), asyncio.Event()
+    worker = make_worker(bus, store, held_model(started, release))
+    run = asyncio.create_task(worker.run_task(task))
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    run.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        async with asyncio.timeout(WAIT):
+            await run
+
+    (error,) = await drain(coordinator, 1)
+    assert error.type is MessageType.TASK_ERROR
+    assert error.payload["error"] == CANCELLED_TEXT
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.CANCELLED
+
+
+async def test_shutdown_cancel_requeues_silently(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = await add_task(store)
+    started, release = asyncio.Event(), asyncio.Event()
+    worker = make_worker(bus, store, held_model(started, release))
+    run = asyncio.create_task(worker.run_task(task))
+    async with asyncio.timeout(WAIT):
+        await started.wait()
+    worker.request_shutdown()
+    run.cancel()
+    await asyncio.wait({run}, timeout=WAIT)
+    assert run.cancelled()
+    assert coordinator.qsize() == 0
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.QUEUED
+
+
+async def test_assign_task_over_the_bus(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    await add_task(store)
+    worker = make_worker(bus, store, ScriptedModel(["5"]))
+    await worker.register()
+    runner = asyncio.create_task(worker.run())
+    try:
+        await bus.send(
+            Message(
+                type=MessageType.ASSIGN_TASK,
+                sender="coordinator",
+                recipient="w1",
+                payload={"description": "add 2 and 3"},
+                task_id="t1",
+            )
+        )
+        (result,) = await drain(coordinator, 1)
+        assert result.type is MessageType.TASK_RESULT
+        assert result.payload["result"] == "5"
+    finally:
+        runner.cancel()
+        await asyncio.wait({runner}, timeout=WAIT)
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.DONE
+
+
+async def test_assign_task_creates_an_unknown_task_and_skips_finished_ones(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    model = ScriptedModel(["done"])
+    worker = make_worker(bus, store, model)
+    message = Message(
+        type=MessageType.ASSIGN_TASK,
+        sender="coordinator",
+        recipient="w1",
+        payload={"description": "new work"},
+        task_id="fresh",
+    )
+    await worker.handle(message)
+    record = await store.get_task("fresh")
+    assert record is not None
+    assert record.status is TaskStatus.DONE
+    await worker.handle(message)  # finished: not run again (the script has no second item)
+    assert len(model.calls) == 1
