@@ -212,6 +212,7 @@ class WorkerSettings(_Section):
     max_workers: int = Field(default=4, ge=1, le=1000)
     max_idle_workers: int = Field(default=3, ge=0, le=1000)
     max_steps: int = Field(default=10, ge=1, le=200)
+    optimize_prompts: bool = Field(default=True, description="Rewrite tasks before running.")
     llm: LLMOverride | None = None
 
 

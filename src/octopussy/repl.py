@@ -251,6 +251,71 @@ async def _mcp_status(session: ChatSession, _: str) -> None:
     _print(format_status(session.runtime.mcp))
 
 
+@command("/do", "give a task to a worker: /do TEXT")
+async def _do(session: ChatSession, rest: str) -> None:
+    if not rest:
+        _print("usage: /do TEXT, e.g. /do create notes.txt listing the files here")
+        return
+    try:
+        task = await session.runtime.create_task(rest)
+    except OctopussyError as exc:
+        _print(f"error: {exc}")
+        return
+    _print(f"Task assigned (ID: {task.id}). A worker is now executing it; results appear here.")
+
+
+@command("/tasks", "recent tasks and their state")
+async def _tasks(session: ChatSession, _: str) -> None:
+    tasks = await session.runtime.store.list_tasks(limit=20)
+    if not tasks:
+        _print("no tasks yet; /do TEXT gives one to a worker")
+    for task in tasks:
+        who = f" ({task.assigned_to})" if task.assigned_to else ""
+        _print(f"  {task.id}  {task.status.value:<9}{who}  {task.description[:70]}")
+
+
+@command("/task", "one task: status, prompt, responses, tool calls")
+async def _task(session: ChatSession, rest: str) -> None:
+    store = session.runtime.store
+    task = await store.get_task(rest.strip()) if rest.strip() else None
+    if task is None:
+        _print("usage: /task ID (see /tasks)")
+        return
+    _print(
+        f"Task {task.id}: {task.status.value}{f' ({task.assigned_to})' if task.assigned_to else ''}"
+    )
+    _print(f"  asked:  {task.description}")
+    if task.prompt:
+        _print(f"  prompt: {task.prompt}")
+    for call in task.data.get("tool_calls", []):
+        mark = " (error)" if call.get("is_error") else ""
+        _print(f"  tool:   {call.get('name')} {call.get('arguments')}{mark}")
+    for result in await store.results(task.id):
+        if result.kind != "progress":
+            _print(f"  {result.kind} #{result.number}: {result.content}")
+
+
+@command("/cancel", "stop a running or queued task: /cancel ID")
+async def _cancel(session: ChatSession, rest: str) -> None:
+    task_id = rest.strip()
+    if not task_id:
+        _print("usage: /cancel ID")
+        return
+    if await session.runtime.pool.cancel(task_id):
+        _print(f"task {task_id} cancelled")
+    else:
+        _print(f"task {task_id} is not running or queued (see /tasks)")
+
+
+@command("/workers", "busy and idle workers, queued tasks")
+async def _workers(session: ChatSession, _: str) -> None:
+    status = session.runtime.pool.status()
+    busy = ", ".join(f"{w} on {t}" for t, w in status["busy"].items()) or "none"
+    _print(f"  busy: {busy}")
+    _print(f"  idle: {', '.join(status['idle']) or 'none'}")
+    _print(f"  queued: {', '.join(status['queued']) or 'none'}")
+
+
 @command("/events", "recent notifications and results (stored)")
 async def _events(session: ChatSession, rest: str) -> None:
     limit = int(rest) if rest.isdigit() else 10
@@ -303,6 +368,8 @@ async def _warm_up(runtime: Runtime) -> bool:
         except OctopussyError as exc:
             _print(f"error: {exc}")
             _print("The chat stays open; fix the model settings and restart, or type quit.")
+    if runtime.resumed:
+        _print(f"Resumed {len(runtime.resumed)} unfinished task(s): {', '.join(runtime.resumed)}")
     for server in runtime.mcp.status():
         if server.state == "failed":
             _print(

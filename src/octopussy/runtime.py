@@ -15,6 +15,8 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
+import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
@@ -22,6 +24,7 @@ from types import TracebackType
 from octopussy.agents.base import Agent, supervise
 from octopussy.agents.coordinator import Coordinator, Presenter
 from octopussy.agents.spool import SpoolAgent
+from octopussy.agents.worker import Worker
 from octopussy.bus.memory import InMemoryBus
 from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
@@ -29,7 +32,9 @@ from octopussy.llm.base import MeteredModel, Model, UsageMeter
 from octopussy.llm.factory import create_model
 from octopussy.mcp.registry import MCPRegistry
 from octopussy.mcp.servers import server_specs
-from octopussy.store.base import Store
+from octopussy.orchestration.optimizer import PromptOptimizer
+from octopussy.orchestration.pool import WorkerPool
+from octopussy.store.base import Store, TaskRecord
 from octopussy.store.sqlite import SqliteStore
 
 log = logging.getLogger("octopussy.runtime")
@@ -84,6 +89,18 @@ class Runtime:
         )
         self.add_agent(self.coordinator)
         self.add_agent(SpoolAgent(bus=self.bus, store=self.store, spool=self.paths.spool))
+        workers = self.config.workers
+        self.optimizer = PromptOptimizer(
+            self.model_for("prompt_optimizer"), enabled=workers.optimize_prompts
+        )
+        self.pool = WorkerPool(
+            make_worker=self._make_worker,
+            store=self.store,
+            max_workers=workers.max_workers,
+            max_idle_workers=workers.max_idle_workers,
+        )
+        #: Tasks a previous process left unfinished and this one re-queued (set by warm_up).
+        self.resumed: list[str] = []
 
     # -- building -------------------------------------------------------------------------
     def model_for(self, agent: str) -> Model:
@@ -139,6 +156,43 @@ class Runtime:
         if tools:
             jobs.append(self.start_tools())
         await asyncio.gather(*jobs)
+        if tools and self.background_agents:
+            await self.resume_tasks()
+
+    def _make_worker(self, name: str) -> Worker:
+        return Worker(
+            name,
+            bus=self.bus,
+            store=self.store,
+            model=self.model_for("worker"),
+            tools=self.mcp,
+            max_steps=self.config.workers.max_steps,
+        )
+
+    async def create_task(self, description: str) -> TaskRecord:
+        """Store a task, optimize its prompt and hand it to the worker pool."""
+        await self.start_tools()
+        prompt = await self.optimizer.optimize(description)
+        now = time.time()
+        task = TaskRecord(
+            id=uuid.uuid4().hex[:8],
+            description=description,
+            prompt=prompt if prompt != description else None,
+            created_at=now,
+            updated_at=now,
+        )
+        await self.store.add_task(task)
+        await self.pool.submit(task.id)
+        log.info("task %s created: %s", task.id, description)
+        return task
+
+    async def resume_tasks(self) -> list[str]:
+        """Re-queue what a previous process left queued or running (tools first)."""
+        await self.start_tools()
+        self.resumed = await self.pool.resume()
+        if self.resumed:
+            log.info("resumed %d unfinished task(s): %s", len(self.resumed), self.resumed)
+        return self.resumed
 
     async def start_tools(self) -> MCPRegistry:
         """Connect every configured MCP server (once); failures are retried in the background."""
@@ -160,6 +214,11 @@ class Runtime:
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
         self._tasks.clear()
+        if self._started:
+            try:
+                await self.pool.stop()
+            except Exception:
+                log.exception("stopping the worker pool failed")
         if self._mcp_started:
             try:
                 await self.mcp.stop()

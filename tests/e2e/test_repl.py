@@ -156,3 +156,14 @@ def test_typing_during_an_answer_is_kept_for_the_next_prompt(tmp_path: Path, hom
     see(child, "echo: second")
     child.send("exit\r")
     finish(child)
+
+
+def test_do_gives_a_task_to_a_worker(chat: pexpect.spawn) -> None:
+    chat.send("/do say hello\r")
+    see(chat, "Task assigned (ID:")
+    see(chat, "[TASK RESULT] Task")
+    see(chat, "echo:")
+    chat.send("/tasks\r")
+    see(chat, "done")
+    chat.send("exit\r")
+    finish(chat)
