@@ -4,7 +4,6 @@ built-in MCP server."""
 from __future__ import annotations
 
 import asyncio
-import os
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ from octopussy.mcp.servers import server_specs
 from octopussy.memory.shortterm import ShortTermMemory
 from octopussy.runtime import builtin_command
 from octopussy.testing import CallInfo, FunctionModel, ScriptedModel
+from proctable import processes_mentioning
 
 
 @dataclass(frozen=True)
@@ -359,20 +359,4 @@ async def test_react_against_the_real_builtin_server(
     assert not answer.partial
     assert "hello react" in answer.text
     assert {spec.name for spec in model.calls[0].tools} >= {"write_file", "read_file"}
-    assert not _processes_mentioning(str(ws)), "the builtin server outlived the registry"
-
-
-def _processes_mentioning(text: str) -> list[int]:
-    """Live (non-zombie) processes whose command line contains ``text``."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
+    assert not processes_mentioning(str(ws)), "the builtin server outlived the registry"

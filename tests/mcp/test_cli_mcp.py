@@ -14,6 +14,7 @@ import pytest
 from octopussy.cli import main
 from octopussy.config import load_config
 from octopussy.runtime import Runtime
+from proctable import processes_mentioning
 
 
 @pytest.fixture
@@ -24,22 +25,6 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     (tmp_path / "config.yaml").write_text(f"llm:\n  provider: scripted\nworkspace: {ws}\n")
     monkeypatch.chdir(tmp_path)
     return ws
-
-
-def processes_mentioning(text: str) -> list[int]:
-    """Live processes whose command line contains ``text`` (our unique workspace path)."""
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes().replace(b"\0", b" ")
-            state = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()[0]
-        except OSError:
-            continue
-        if text.encode() in cmdline and state != "Z":
-            found.append(int(entry))
-    return found
 
 
 def test_mcp_list_shows_builtin_tools(workspace: Path, capsys: pytest.CaptureFixture[str]) -> None:

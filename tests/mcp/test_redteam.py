@@ -37,6 +37,7 @@ import pytest_asyncio
 from mcp_types import CallToolResult, TextContent
 
 from mcp import Client, StdioServerParameters
+from proctable import no_sandbox_processes
 
 pytestmark = [
     pytest.mark.skipif(shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"),
@@ -182,30 +183,6 @@ def target(shared: Target) -> Iterator[Target]:
 def environ_of(pid: int) -> bytes:
     with open(f"/proc/{pid}/environ", "rb") as f:
         return f.read()
-
-
-def sandbox_pids(workspace: Path) -> list[int]:
-    """Host pids of anything a sandbox for ``workspace`` started (its env names it)."""
-    marker = f"PYTHONPATH={workspace}".encode()
-    found: list[int] = []
-    for name in os.listdir("/proc"):
-        if name.isdigit():
-            try:
-                with open(f"/proc/{name}/environ", "rb") as f:
-                    if marker in f.read().split(b"\0"):
-                        found.append(int(name))
-            except OSError:
-                continue
-    return found
-
-
-async def nothing_left_running(workspace: Path, within: float = 15.0) -> bool:
-    deadline = time.monotonic() + within
-    while sandbox_pids(workspace):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 def lines(result: dict[str, Any]) -> list[str]:
@@ -367,7 +344,7 @@ except OSError as exc:
     forks, errno_ = (int(x) for x in lines(result)[0].split())
     assert forks < process_cap(), result
     assert errno_ == 11  # EAGAIN: the cap, not the timeout, stopped it
-    assert await nothing_left_running(target.workspace)  # the sleepers died with it
+    assert await no_sandbox_processes(target.workspace)  # the sleepers died with it
     await target.still_serving()
 
 
@@ -382,7 +359,7 @@ while True:
 """
     result = await target.run(code, timeout_seconds=2)
     assert result["timed_out"] or result["killed_by_signal"], result
-    assert await nothing_left_running(target.workspace)
+    assert await no_sandbox_processes(target.workspace)
     await target.still_serving()
 
 
@@ -415,7 +392,7 @@ time.sleep(60)
     assert many["killed_by_signal"] == "SIGKILL", many
     assert not many["timed_out"]
     assert any("memory limit for the whole run" in note for note in many["notes"]), many
-    assert await nothing_left_running(target.workspace)
+    assert await no_sandbox_processes(target.workspace)
     await target.still_serving()
 
 
@@ -425,7 +402,7 @@ async def test_infinite_loop_is_stopped(target: Target) -> None:
     assert spin["exit_code"] is None
     assert spin["killed_by_signal"] == "SIGKILL"
     assert any("wall-clock timeout" in note for note in spin["notes"])
-    assert await nothing_left_running(target.workspace)
+    assert await no_sandbox_processes(target.workspace)
     await target.still_serving()
 
 
@@ -520,7 +497,7 @@ os.kill(-1, signal.SIGKILL)
 """
     result = await target.run(code)
     assert result["killed_by_signal"] == "SIGKILL", result
-    assert await nothing_left_running(target.workspace)
+    assert await no_sandbox_processes(target.workspace)
     await target.still_serving()
 
 
@@ -707,4 +684,4 @@ async def test_without_bwrap_limits_and_timeout_still_apply(tmp_path: Path) -> N
         env = await target.run("import os; print('OPENAI_API_KEY' in os.environ)")
         assert env["stdout"] == "False\n"
         os.kill(target.server_pid, 0)
-        assert await nothing_left_running(target.workspace)
+        assert await no_sandbox_processes(target.workspace)

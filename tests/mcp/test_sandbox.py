@@ -19,6 +19,7 @@ import pytest
 from octopussy.config import SandboxSettings
 from octopussy.errors import ToolError
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
+from proctable import no_sandbox_processes, sandbox_pids
 
 needs_bwrap = pytest.mark.skipif(
     shutil.which("bwrap") is None, reason="bubblewrap (bwrap) is not installed"
@@ -47,31 +48,6 @@ def sandbox(workspace: Path) -> Sandbox:
 
 def host_has(path: str) -> bool:
     return os.path.exists(path)
-
-
-def sandbox_pids(workspace: Path) -> list[int]:
-    """Host pids of processes a sandbox for ``workspace`` started (their env names it)."""
-    marker = f"PYTHONPATH={workspace}".encode()
-    found: list[int] = []
-    for name in os.listdir("/proc"):
-        if not name.isdigit():
-            continue
-        try:
-            with open(f"/proc/{name}/environ", "rb") as f:
-                if marker in f.read().split(b"\0"):
-                    found.append(int(name))
-        except OSError:
-            continue
-    return found
-
-
-async def no_sandbox_processes(workspace: Path, within: float = 10.0) -> bool:
-    deadline = time.monotonic() + within
-    while sandbox_pids(workspace):
-        if time.monotonic() > deadline:
-            return False
-        await asyncio.sleep(0.05)
-    return True
 
 
 @needs_bwrap
