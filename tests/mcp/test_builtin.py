@@ -7,11 +7,10 @@ mistakes must come back as results with ``is_error`` and an actionable sentence.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import shutil
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +19,7 @@ from mcp.server import MCPServer
 from mcp_types import CallToolResult, TextContent
 
 from mcp import Client
+from mcp_session import held_client
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.mcp import builtin
 from octopussy.mcp.builtin import build_builtin_server, glob_to_regex
@@ -48,29 +48,9 @@ def workspace(tmp_path: Path) -> Path:
     return ws
 
 
-@asynccontextmanager
-async def connected(server: MCPServer, mode: str = "auto") -> AsyncIterator[Client]:
-    """A client session entered and exited in one task of its own (anyio requires it; a
-    pytest fixture's setup and teardown run in different tasks)."""
-    ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-    done = asyncio.Event()
-
-    async def hold() -> None:
-        try:
-            async with Client(server, mode=mode) as client:
-                ready.set_result(client)
-                await done.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    task = asyncio.create_task(hold())
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 30)
-    finally:
-        done.set()
-        await asyncio.wait_for(task, 30)
+def connected(server: MCPServer, mode: str = "auto") -> AbstractAsyncContextManager[Client]:
+    """A client session on ``server`` held by a task of its own."""
+    return held_client(server, timeout=30, mode=mode)
 
 
 @pytest.fixture(params=["auto", "legacy"])

@@ -27,7 +27,7 @@ import socket
 import sys
 import time
 from collections.abc import AsyncIterator, Iterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -37,6 +37,7 @@ import pytest_asyncio
 from mcp_types import CallToolResult, TextContent
 
 from mcp import Client, StdioServerParameters
+from mcp_session import held_client
 from proctable import no_sandbox_processes
 
 pytestmark = [
@@ -115,28 +116,9 @@ def text(result: CallToolResult) -> str:
     return block.text if isinstance(block, TextContent) else repr(result)
 
 
-@asynccontextmanager
-async def connected(params: StdioServerParameters) -> AsyncIterator[Client]:
-    """Enter and exit the client in one task of its own (anyio cancel scopes need it)."""
-    ready: asyncio.Future[Client] = asyncio.get_running_loop().create_future()
-    done = asyncio.Event()
-
-    async def hold() -> None:
-        try:
-            async with Client(params) as client:
-                ready.set_result(client)
-                await done.wait()
-        except BaseException as exc:
-            if not ready.done():
-                ready.set_exception(exc)
-            raise
-
-    task = asyncio.create_task(hold())
-    try:
-        yield await asyncio.wait_for(asyncio.shield(ready), 60)
-    finally:
-        done.set()
-        await asyncio.wait_for(task, 30)
+def connected(params: StdioServerParameters) -> AbstractAsyncContextManager[Client]:
+    """A client session on the stdio server held by a task of its own."""
+    return held_client(params, timeout=60)
 
 
 @asynccontextmanager
