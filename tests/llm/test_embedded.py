@@ -195,13 +195,24 @@ async def test_tools_use_constrained_json() -> None:
     assert "write_file(path: string, content: string)" in system["content"]
 
 
-async def test_tools_final_answer_streams_as_one_piece() -> None:
-    reply = json.dumps({"tool": "final_answer", "arguments": {"answer": "Rome"}})
-    model = make(FakeServer([reply]))
+async def test_tools_final_answer_streams_while_generated() -> None:
+    reply = json.dumps({"tool": "final_answer", "arguments": {"answer": 'Rome\nis "old"'}})
+    model = make(FakeServer([reply[i : i + 7] for i in range(0, len(reply), 7)]))
     events = await collect(model, tools=[WRITE])
-    assert [(e.kind, e.text) for e in events[:-1]] == [("delta", "Rome")]
+    deltas = [e.text for e in events[:-1]]
+    assert len(deltas) > 1  # shown piece by piece, not at the end
+    assert "".join(deltas) == 'Rome\nis "old"'
     assert events[-1].response is not None
-    assert events[-1].response.text == "Rome"
+    assert events[-1].response.text == 'Rome\nis "old"'
+
+
+async def test_tools_call_streams_no_text() -> None:
+    reply = json.dumps({"tool": "write_file", "arguments": {"path": "a.txt", "content": "x"}})
+    model = make(FakeServer([reply[:5], reply[5:]]))
+    events = await collect(model, tools=[WRITE])
+    assert [e.kind for e in events] == ["done"]
+    assert events[-1].response is not None
+    assert [c.name for c in events[-1].response.tool_calls] == ["write_file"]
 
 
 async def test_output_schema_gives_data() -> None:

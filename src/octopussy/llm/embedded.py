@@ -278,8 +278,13 @@ class EmbeddedModel(Model):
         output_schema: dict[str, Any] | None = None,
         settings: ModelSettings | None = None,
     ) -> AsyncIterator[StreamEvent]:
-        """Stream text deltas; a constrained (tools / output_schema) call arrives as one piece."""
-        if tools or output_schema is not None:
+        """Stream text deltas.
+
+        With tools, a reply that answers (the ``final_answer`` pseudo-tool) streams its
+        answer text as it is decoded; a tool call arrives in the ``done`` event. A call
+        with ``output_schema`` arrives as one piece.
+        """
+        if output_schema is not None:
             async for event in super().stream(
                 messages, tools=tools, output_schema=output_schema, settings=settings
             ):
@@ -289,8 +294,11 @@ class EmbeddedModel(Model):
         request = self._request(messages, tools, output_schema, merged)
         watch = Stopwatch()
         collected = _Collector(self.name)
+        answer = jsontools.AnswerStream() if tools else None
         async for chunk in self._guarded_chunks(request, merged):
             piece = collected.add(chunk)
+            if piece and answer is not None:
+                piece = answer.feed(piece)
             if piece:
                 yield StreamEvent("delta", piece)
         generation = collected.result()

@@ -472,3 +472,116 @@ def _final_answer(
     if problem:
         raise ModelBehaviorError(f"the answer does not match the schema: {problem}", raw=raw)
     return ModelResponse(text=json.dumps(value, ensure_ascii=False), data=value)
+
+
+# --------------------------------------------------------------------------- streaming
+
+
+_ANSWER_OPENING = '{"tool":"' + FINAL_ANSWER + '","arguments":{"answer":"'
+_SIMPLE_ESCAPES = {
+    '"': '"', "\\": "\\", "/": "/", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t"
+}  # fmt: skip
+
+
+class AnswerStream:
+    """Pulls the ``final_answer`` text out of a tool-choice reply while it is generated.
+
+        feed('{"tool": "final_an')         ──► ""          (could still be an answer)
+        feed('swer", "arguments": {"answer": "Hel')  ──► "Hel"
+        feed('lo\\nthere"}}')              ──► "lo\\nthere" (escapes decoded, stops at the quote)
+        feed('{"tool": "read_file", …')    ──► ""          (``active`` turns False for good)
+
+    Constrained decoding writes the keys in schema order, so a reply that answers starts
+    with the fixed opening ``{"tool": "final_answer", "arguments": {"answer": "``; any
+    whitespace between tokens is allowed. The full reply is still parsed by
+    :func:`parse_tool_choice` at the end; this only lets a chat show the answer early.
+    """
+
+    def __init__(self) -> None:
+        self._raw = ""
+        self._position = 0  # where undecoded answer text starts in ``_raw``
+        self._state = "opening"  # "opening" | "answer" | "done" | "off"
+
+    @property
+    def active(self) -> bool:
+        """False once the reply is known not to be a final answer."""
+        return self._state != "off"
+
+    def feed(self, text: str) -> str:
+        """Take the next piece of the reply; return the newly decoded answer text."""
+        self._raw += text
+        if self._state == "opening":
+            self._match_opening()
+        if self._state != "answer":
+            return ""
+        return self._decode()
+
+    def _match_opening(self) -> None:
+        compact: list[str] = []
+        for index, char in enumerate(self._raw):
+            if char.isspace():
+                continue
+            compact.append(char)
+            so_far = "".join(compact)
+            if not _ANSWER_OPENING.startswith(so_far):
+                self._state = "off"
+                return
+            if len(so_far) == len(_ANSWER_OPENING):
+                self._state = "answer"
+                self._position = index + 1
+                return
+
+    def _decode(self) -> str:
+        out: list[str] = []
+        raw, i = self._raw, self._position
+        while i < len(raw):
+            char = raw[i]
+            if char == '"':
+                self._state = "done"
+                i += 1
+                break
+            if char != "\\":
+                out.append(char)
+                i += 1
+                continue
+            if i + 1 >= len(raw):
+                break  # the escape is not complete yet
+            code = raw[i + 1]
+            if code in _SIMPLE_ESCAPES:
+                out.append(_SIMPLE_ESCAPES[code])
+                i += 2
+                continue
+            if code != "u":
+                out.append(code)  # invalid escape: keep the character, the parser decides
+                i += 2
+                continue
+            decoded, used = _unicode_escape(raw, i)
+            if used == 0:
+                break  # need more characters
+            out.append(decoded)
+            i += used
+        self._position = i
+        return "".join(out)
+
+
+def _unicode_escape(raw: str, start: int) -> tuple[str, int]:
+    """Decode ``\\uXXXX`` (and a following low surrogate) at ``start``; (text, length) or
+    ("", 0) when more input is needed."""
+    if start + 6 > len(raw):
+        return "", 0
+    first = raw[start : start + 6]
+    try:
+        high = int(first[2:], 16)
+    except ValueError:
+        return first, 6
+    if 0xD800 <= high < 0xDC00:
+        if start + 12 > len(raw):
+            if len(raw) - start > 6 and raw[start + 6] != "\\":
+                return "\ufffd", 6
+            return "", 0
+        pair = raw[start : start + 12]
+        try:
+            return str(json.loads(f'"{pair}"')), 12
+        except ValueError:
+            return "\ufffd", 6
+    return chr(high), 6
