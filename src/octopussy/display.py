@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import Any
 
 from octopussy.bus.messages import Message, MessageType
+from octopussy.store.base import TaskRecord, TaskResult
 
 
 def _get(payload: Any, key: str, default: str) -> str:
@@ -118,3 +119,66 @@ def message_json(message: Message) -> str:
         ensure_ascii=False,
         default=str,
     )
+
+
+# -------------------------------------------------------------------------- tasks
+
+
+def _when(timestamp: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(timestamp)) if timestamp else "-"
+
+
+def format_task_list(tasks: list[TaskRecord], *, width: int = 70) -> list[str]:
+    """One line per task: id, status, worker, the start of the description (newest first)."""
+    lines = []
+    for task in tasks:
+        who = f" ({task.assigned_to})" if task.assigned_to else ""
+        description = " ".join(task.description.split())
+        if len(description) > width:
+            description = description[: width - 1] + "…"
+        lines.append(f"{task.id}  {task.status.value:<9}{who}  {description}")
+    return lines
+
+
+def format_task(task: TaskRecord, results: list[TaskResult]) -> list[str]:
+    """A task in full: status, what was asked, the worker's prompt, tool calls, responses."""
+    who = f" ({task.assigned_to})" if task.assigned_to else ""
+    lines = [f"Task {task.id}: {task.status.value}{who}"]
+    lines.append(f"  created: {_when(task.created_at)}   updated: {_when(task.updated_at)}")
+    lines.append(f"  asked:   {task.description}")
+    if task.prompt:
+        lines.append(f"  prompt:  {task.prompt}")
+    for call in task.data.get("tool_calls", []):
+        mark = " (error)" if call.get("is_error") else ""
+        arguments = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
+        lines.append(f"  tool:    {call.get('name')} {arguments}{mark}")
+    usage = task.data.get("usage")
+    if isinstance(usage, dict) and usage.get("requests"):
+        lines.append(
+            f"  usage:   {usage.get('requests')} model call(s), "
+            f"{usage.get('input_tokens', 0)} in / {usage.get('output_tokens', 0)} out tokens"
+        )
+    for result in results:
+        if result.kind != "progress":
+            lines.append(f"  {result.kind} #{result.number}: {result.content}")
+    return lines
+
+
+def task_json(task: TaskRecord, results: list[TaskResult] | None = None) -> dict[str, Any]:
+    """A task as plain JSON data (``octopussy tasks --json``)."""
+    data: dict[str, Any] = {
+        "id": task.id,
+        "status": task.status.value,
+        "description": task.description,
+        "prompt": task.prompt,
+        "assigned_to": task.assigned_to,
+        "created_at": task.created_at,
+        "updated_at": task.updated_at,
+        "data": task.data,
+    }
+    if results is not None:
+        data["results"] = [
+            {"number": r.number, "kind": r.kind, "content": r.content, "timestamp": r.timestamp}
+            for r in results
+        ]
+    return data

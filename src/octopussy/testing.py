@@ -2,6 +2,8 @@
 
     ScriptedModel(["hello", ToolCall(...), RuntimeError("boom")])
         answers call N with item N; records every call; an unexpected extra call fails loudly.
+        A text item '{"tool": NAME, "arguments": {...}}' is a tool call when tools are
+        offered (that is how a ``provider: scripted`` config script names one).
     FunctionModel(fn)
         answers every call with ``fn(messages, info)`` (sync or async).
 
@@ -30,6 +32,7 @@ from octopussy.llm.base import (
     ToolSpec,
     Usage,
 )
+from octopussy.llm.jsontools import parse_tool_choice
 
 #: What a script item may be: plain text, a full response, tool calls, or an error to raise.
 ScriptItem = str | ModelResponse | ToolCall | Sequence[ToolCall] | BaseException
@@ -67,6 +70,9 @@ def _to_response(item: ScriptItem, info: CallInfo, model_name: str) -> ModelResp
         response = item
     elif isinstance(item, ToolCall):
         response = ModelResponse(tool_calls=[item])
+    elif isinstance(item, str) and info.tools and item.lstrip().startswith('{"tool"'):
+        # A config script names tool calls the way JSON-mode models write them.
+        response = parse_tool_choice(item, info.tools)
     elif isinstance(item, str):
         response = ModelResponse(text=item)
     else:

@@ -1,26 +1,48 @@
 """The coordinator: the agent the user talks to.
 
-    user ── chat(text) ──► Coordinator ──► model (system prompt + recent history) ──► answer
+    user ── chat(text) ──► Coordinator ──► model (system prompt + conversation + routing tools)
+                              ├─ final answer ──────────────► streamed to the user
+                              ├─ create_task(description) ──► desk.create_task
+                              │                                 "Task assigned (ID: …)"
+                              ├─ schedule_task(…, schedule) ► desk.schedule_task
+                              │                                 "Scheduled (ID: …)"
+                              ├─ create_tool(description) ──► bus ──► tool agent (if running)
+                              └─ unusable decision ─────────► same prompt without tools
     agents ── bus ──► Coordinator.handle ──► store (event) ──► Presenter.show (REPL / serve)
 
-It keeps the conversation (short-term memory) and shows every message other agents send it,
-in the seed's formats (``octopussy.display``). A failed or cancelled model call leaves the
-history as it was, so the user can simply send the same text again.
+One model call decides and answers: the routing actions are offered as tools (native tool
+calls where the provider has them, schema-constrained JSON on the embedded model, whose
+answer still streams). A malformed decision — garbage JSON, an unknown action, a missing
+argument — never reaches the user as an error: the coordinator answers in plain text
+instead. Task results that come back are added to the conversation, so the user can ask
+about them.
+
+The conversation is a ``ShortTermMemory`` without a task: beyond ``history_tokens`` (or
+``history_turns``) older turns are replaced by a model-written summary; the system prompt
+always stays. A failed or cancelled model call leaves the conversation as it was, so the
+user can simply send the same text again.
 """
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Protocol
+import re
+import time
+import uuid
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
 
 from octopussy.agents.base import Agent
 from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
-from octopussy.errors import ModelBehaviorError
-from octopussy.llm.base import ChatMessage, Model, ModelResponse
-from octopussy.store.base import Store
+from octopussy.errors import ConfigError, ModelBehaviorError, OctopussyError
+from octopussy.llm.base import ChatMessage, Model, ModelResponse, ToolCall, ToolSpec
+from octopussy.memory.shortterm import ShortTermMemory
+from octopussy.store.base import Store, TaskRecord
 
 COORDINATOR = "coordinator"
+TOOL_AGENT = "tool_agent"
 
 #: Message types the coordinator shows to the user.
 SHOWN_TYPES = frozenset(
@@ -34,11 +56,103 @@ SHOWN_TYPES = frozenset(
     }
 )
 
+#: How much of a task result enters the conversation (characters).
+_RESULT_NOTE_CHARS = 1500
+_FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
+
+_DESCRIPTION = {
+    "type": "string",
+    "description": "The complete task in one or two sentences, with every file name, "
+    "value and detail the user gave, so a worker can do it without seeing this chat.",
+}
+
+CREATE_TASK = ToolSpec(
+    name="create_task",
+    description=(
+        "Hand work to a worker agent that can read, write and edit files in the user's "
+        "workspace and run Python code. Use it whenever the user asks you to do something "
+        "with files, data, code or a computation, or anything that takes several steps."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {"description": _DESCRIPTION},
+        "required": ["description"],
+    },
+)
+SCHEDULE_TASK = ToolSpec(
+    name="schedule_task",
+    description=(
+        "Run a task again and again on a schedule, when the user says 'every ...' or gives a "
+        "recurring time. Not for one-off work."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "description": _DESCRIPTION,
+            "schedule": {
+                "type": "string",
+                "description": "When to run: 'every 30 minutes', 'every 2 hours', 'every day' "
+                "or a cron expression such as '0 9 * * mon-fri'.",
+            },
+        },
+        "required": ["description", "schedule"],
+    },
+)
+CREATE_TOOL = ToolSpec(
+    name="create_tool",
+    description=(
+        "Ask the tool agent to write a new tool, only when the user explicitly asks for a "
+        "new tool or capability the workers lack."
+    ),
+    parameters={
+        "type": "object",
+        "properties": {
+            "description": {
+                "type": "string",
+                "description": "What the new tool must do: its inputs and its output.",
+            }
+        },
+        "required": ["description"],
+    },
+)
+
 
 class Presenter(Protocol):
     """Where the coordinator shows messages: the REPL, `serve`'s stdout, a test list."""
 
     async def show(self, message: Message) -> None: ...
+
+
+class Scheduled(Protocol):
+    """What ``TaskDesk.schedule_task`` returns (a stored schedule)."""
+
+    @property
+    def id(self) -> str: ...
+
+    @property
+    def next_run(self) -> float: ...
+
+
+class TaskDesk(Protocol):
+    """Where the coordinator hands work; the runtime is one."""
+
+    async def create_task(self, description: str) -> TaskRecord: ...
+
+    async def schedule_task(self, description: str, spec: str) -> Scheduled: ...
+
+
+@dataclass(slots=True)
+class Turn:
+    """What one user message led to: the reply shown and the work it started."""
+
+    text: str
+    task_ids: list[str] = field(default_factory=list)
+    schedule_ids: list[str] = field(default_factory=list)
+    tool_requests: list[str] = field(default_factory=list)
+
+
+class _Undecided(Exception):
+    """The routing decision cannot be acted on; answer in plain text instead."""
 
 
 class Coordinator(Agent):
@@ -52,15 +166,38 @@ class Coordinator(Agent):
         system_prompt: str,
         store: Store | None = None,
         presenter: Presenter | None = None,
+        desk: TaskDesk | None = None,
         history_turns: int = 40,
+        history_tokens: int = 2500,
+        tool_agent: str = TOOL_AGENT,
         name: str = COORDINATOR,
     ) -> None:
         super().__init__(name, bus=bus, store=store)
         self.model = model
         self.system_prompt = system_prompt
         self.presenter = presenter
+        self.desk = desk
         self.history_turns = history_turns
-        self.history: list[ChatMessage] = []
+        self.history_tokens = history_tokens
+        self.tool_agent = tool_agent
+        self.memory = self._new_memory()
+        #: What the last completed ``chat``/``chat_stream`` did.
+        self.last_turn: Turn | None = None
+
+    def _new_memory(self) -> ShortTermMemory:
+        return ShortTermMemory(
+            identity=self.system_prompt,
+            task=None,
+            budget_tokens=self.history_tokens,
+            summarizer=self.model,
+            keep_recent=4,
+            max_messages=max(5, 2 * self.history_turns),
+        )
+
+    @property
+    def history(self) -> list[ChatMessage]:
+        """The conversation after the system prompt (summary first, when there is one)."""
+        return self.memory.messages()[1:]
 
     # -- messages from other agents ------------------------------------------------------
     async def handle(self, message: Message) -> None:
@@ -68,20 +205,32 @@ class Coordinator(Agent):
             self.log.warning("ignoring %s from %s", message.type.value, message.sender)
             return
         await self._record(message.type.value, message.to_dict(), task_id=message.task_id)
+        self._remember_outcome(message)
         if self.presenter is not None:
             await self.presenter.show(message)
 
+    def _remember_outcome(self, message: Message) -> None:
+        """Put a task's result or error into the conversation for follow-up questions."""
+        if message.type is MessageType.TASK_RESULT:
+            outcome = str(message.payload.get("result", ""))
+            label = "result"
+        elif message.type is MessageType.TASK_ERROR:
+            outcome = str(message.payload.get("error", ""))
+            label = "failed"
+        else:
+            return
+        if len(outcome) > _RESULT_NOTE_CHARS:
+            outcome = outcome[:_RESULT_NOTE_CHARS] + " […]"
+        self.memory.append(ChatMessage.assistant(f"[task {message.task_id} {label}] {outcome}"))
+
     # -- the conversation ----------------------------------------------------------------
-    def _prompt(self, text: str) -> list[ChatMessage]:
-        recent = self.history[-self.history_turns :] if self.history_turns else []
-        # Never start the window on an assistant turn: the model would lose the question.
-        while recent and recent[0].role != "user":
-            recent = recent[1:]
-        return [ChatMessage.system(self.system_prompt), *recent, ChatMessage.user(text)]
+    async def _prompt(self, text: str) -> list[ChatMessage]:
+        await self.memory.compact_if_needed()
+        return [*self.memory.messages(), ChatMessage.user(text)]
 
     def _commit(self, text: str, answer: str) -> None:
-        self.history.append(ChatMessage.user(text))
-        self.history.append(ChatMessage.assistant(answer))
+        self.memory.append(ChatMessage.user(text))
+        self.memory.append(ChatMessage.assistant(answer))
 
     @staticmethod
     def _checked(response: ModelResponse) -> str:
@@ -94,31 +243,142 @@ class Coordinator(Agent):
             )
         return answer
 
+    async def _routing_tools(self) -> list[ToolSpec]:
+        if self.desk is None:
+            return []
+        tools = [CREATE_TASK, SCHEDULE_TASK]
+        try:
+            if await self.bus.is_registered(self.tool_agent):
+                tools.append(CREATE_TOOL)
+        except Exception:  # the bus being down must not stop the chat
+            self.log.debug("could not ask the bus for %s", self.tool_agent, exc_info=True)
+        return tools
+
     async def chat(self, text: str) -> str:
-        """Answer one user message (the whole answer at once)."""
-        self.log.debug("user said: %s", text)
-        response = await self.model.complete(self._prompt(text))
-        answer = self._checked(response)
-        self._commit(text, answer)
-        return answer
+        """Answer one user message (the whole reply at once)."""
+        return "".join([part async for part in self.chat_stream(text)])
 
     async def chat_stream(self, text: str) -> AsyncIterator[str]:
-        """Answer one user message, yielding text as it is generated.
+        """Answer one user message, yielding the reply as it is generated.
 
-        The turn enters the history only when the stream completes; an error or a
-        cancellation (Ctrl-C) leaves the history untouched.
+        The turn enters the conversation only when it completes; an error or a
+        cancellation (Ctrl-C) leaves the conversation untouched. ``last_turn`` then says
+        which tasks the message created.
         """
         self.log.debug("user said: %s", text)
+        self.last_turn = None
+        prompt = await self._prompt(text)
+        tools = await self._routing_tools()
         final: ModelResponse | None = None
-        async for event in self.model.stream(self._prompt(text)):
+        shown = False
+        try:
+            async for event in self.model.stream(prompt, tools=tools):
+                if event.kind != "delta":
+                    final = event.response
+                elif shown:
+                    yield event.text
+                elif event.text.strip():  # leading blanks are held: it may still fall back
+                    shown = True
+                    yield event.text.lstrip()
+            if final is None:
+                raise ModelBehaviorError("the model stream ended without an answer")
+            if final.tool_calls:
+                turn = await self._act(text, final.tool_calls)
+                yield turn.text
+            else:
+                turn = Turn(self._checked(final))
+        except (_Undecided, ModelBehaviorError) as exc:
+            if shown or not tools:
+                raise
+            self.log.info("routing decision unusable (%s); answering directly", exc)
+            answer: list[str] = []
+            async for piece in self._plain(prompt):
+                answer.append(piece)
+                yield piece
+            turn = Turn("".join(answer).strip())
+        self._commit(text, turn.text)
+        self.last_turn = turn
+
+    async def _plain(self, prompt: list[ChatMessage]) -> AsyncIterator[str]:
+        """The answer without routing tools (the fallback for an unusable decision)."""
+        final: ModelResponse | None = None
+        async for event in self.model.stream(prompt):
             if event.kind == "delta":
                 yield event.text
             else:
                 final = event.response
         if final is None:
             raise ModelBehaviorError("the model stream ended without an answer")
-        self._commit(text, self._checked(final))
+        self._checked(final)
+
+    # -- acting on a decision ------------------------------------------------------------
+    async def _act(self, text: str, calls: Sequence[ToolCall]) -> Turn:
+        """Carry out the routing calls; ``_Undecided`` if none of them can be."""
+        if self.desk is None:
+            raise _Undecided("no task desk")
+        turn = Turn("")
+        lines: list[str] = []
+        # With one action the user's whole message is about it, so its file names must be
+        # in the description; with several, each description covers only a part.
+        alone = len(calls) == 1
+        for call in calls:
+            if call.name == CREATE_TASK.name:
+                description = self._description(text, call.arguments, alone)
+                task = await self.desk.create_task(description)
+                turn.task_ids.append(task.id)
+                lines.append(f"Task assigned (ID: {task.id}).")
+            elif call.name == SCHEDULE_TASK.name:
+                lines.append(await self._schedule(text, call.arguments, turn, alone))
+            elif call.name == CREATE_TOOL.name:
+                lines.append(await self._request_tool(text, call.arguments, turn))
+            else:
+                self.log.info("the model asked for unknown action %r", call.name)
+        if not lines:
+            raise _Undecided(f"no usable action in {[call.name for call in calls]}")
+        turn.text = "\n".join(lines)
+        return turn
+
+    @staticmethod
+    def _description(text: str, arguments: dict[str, Any], alone: bool) -> str:
+        """The model's task description, or the user's own words when the model's is empty
+        or loses a file name the user gave (small models do both)."""
+        description = str(arguments.get("description") or "").strip()
+        if not description:
+            return text
+        if alone and any(name not in description for name in _FILE_NAME.findall(text)):
+            return text
+        return description
+
+    async def _schedule(self, text: str, arguments: dict[str, Any], turn: Turn, alone: bool) -> str:
+        assert self.desk is not None
+        spec = str(arguments.get("schedule") or "").strip()
+        if not spec:
+            raise _Undecided("schedule_task without a schedule")
+        try:
+            description = self._description(text, arguments, alone)
+            scheduled = await self.desk.schedule_task(description, spec)
+        except ConfigError as exc:
+            return f"I could not schedule that: {exc}"
+        turn.schedule_ids.append(scheduled.id)
+        when = datetime.fromtimestamp(scheduled.next_run).strftime("%Y-%m-%d %H:%M")
+        return f"Scheduled (ID: {scheduled.id}), {spec}; first run at {when}."
+
+    async def _request_tool(self, text: str, arguments: dict[str, Any], turn: Turn) -> str:
+        description = str(arguments.get("description") or "").strip() or text
+        request_id = uuid.uuid4().hex[:8]
+        try:
+            await self.send(
+                self.tool_agent,
+                MessageType.CREATE_TOOL,
+                {"description": description, "requested_at": time.time()},
+                task_id=request_id,
+            )
+        except (OctopussyError, TimeoutError) as exc:
+            self.log.warning("tool request not delivered: %s", exc)
+            return f"I cannot build new tools right now: the tool agent is not running ({exc})."
+        turn.tool_requests.append(request_id)
+        return f"Tool requested (ID: {request_id}); the tool agent will report back."
 
     def reset(self) -> None:
         """Forget the conversation (REPL ``/reset``)."""
-        self.history.clear()
+        self.memory = self._new_memory()

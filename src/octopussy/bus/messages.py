@@ -17,7 +17,7 @@ from typing import Any
 
 
 class MessageType(StrEnum):
-    """Every kind of message on the bus (the seed's set)."""
+    """Every kind of message on the bus: the seed's set plus ``CREATE_TOOL``."""
 
     # agents -> coordinator
     AGENT_NOTIFICATION = "agent_notification"
@@ -28,6 +28,7 @@ class MessageType(StrEnum):
     TASK_PROGRESS = "task_progress"
     # coordinator -> agents
     ASSIGN_TASK = "assign_task"
+    CREATE_TOOL = "create_tool"
     CONFIGURE_AGENT = "configure_agent"
     SHUTDOWN_AGENT = "shutdown_agent"
 
@@ -41,6 +42,7 @@ PAYLOAD_KEYS: dict[MessageType, tuple[str, ...]] = {
     MessageType.TASK_ERROR: ("error",),
     MessageType.TASK_PROGRESS: ("text",),
     MessageType.ASSIGN_TASK: ("description",),
+    MessageType.CREATE_TOOL: ("description",),
     MessageType.CONFIGURE_AGENT: (),
     MessageType.SHUTDOWN_AGENT: (),
 }

@@ -3,7 +3,7 @@
     messages() ──► [system: identity] [user: task] [note?] [summary?] [older …] [recent …]
                     └── always first, never compacted ──┘                └ keep_recent ┘
 
-    compact_if_needed()  (estimated tokens > budget)
+    compact_if_needed()  (estimated tokens > budget, or more than max_messages turns kept)
         older turns ──► summarizer ──► one "Summary of earlier steps: …" message
                     └─ None / fails ──► drop oldest turns, "[N earlier messages dropped]"
 
@@ -15,6 +15,9 @@ it is one turn and is never split, so a provider never sees a tool result withou
 Token counts are estimates (characters / 4 by default; pass ``count_tokens`` for a real
 tokenizer). A summarizer that fails (backend down, garbage, empty text) never loses the task:
 the memory falls back to dropping the oldest turns.
+
+The coordinator's chat uses the same class with ``task=None``: its identity is the system
+prompt, and the turns are the conversation with the user.
 """
 
 from __future__ import annotations
@@ -34,10 +37,11 @@ SUMMARY_PREFIX = "Summary of earlier steps: "
 #: How much of one message the summarizer gets to read (characters).
 _SUMMARIZER_MESSAGE_CHARS = 2_000
 _SUMMARIZER_PROMPT = (
-    "You compress the working history of an agent. Summarize the conversation below in a "
-    "few short sentences or bullet points: what was tried, which tools were called with "
-    "what outcome, facts learned, files touched, and what is still open. Keep names, paths, "
-    "numbers and error messages exact. Answer with the summary only."
+    "You compress the history of an agent's conversation. Summarize the conversation below "
+    "in a few short sentences or bullet points: what was asked, what was tried, which tools "
+    "were called with what outcome, facts learned, files touched, and what is still open. "
+    "Keep names, paths, numbers, task ids and error messages exact. Answer with the summary "
+    "only."
 )
 
 TokenCounter = Callable[[ChatMessage], int]
@@ -58,16 +62,20 @@ class ShortTermMemory:
         self,
         *,
         identity: str,
-        task: str,
+        task: str | None,
         budget_tokens: int,
         summarizer: Model | None,
         keep_recent: int = 6,
+        max_messages: int | None = None,
         count_tokens: TokenCounter = estimate_tokens,
     ) -> None:
         if budget_tokens < 1:
             raise ValueError(f"budget_tokens must be positive, got {budget_tokens}")
         if keep_recent < 0:
             raise ValueError(f"keep_recent must not be negative, got {keep_recent}")
+        if max_messages is not None and max_messages <= keep_recent:
+            raise ValueError(f"max_messages must exceed keep_recent, got {max_messages}")
+        self.max_messages = max_messages
         self.identity = identity
         self.task = task
         self.budget_tokens = budget_tokens
@@ -82,12 +90,18 @@ class ShortTermMemory:
 
     def messages(self) -> list[ChatMessage]:
         """What the model sees: identity, task, what was compacted away, then the turns."""
-        head = [ChatMessage.system(self.identity), ChatMessage.user(self.task)]
+        head = self._head()
         if self._dropped:
             head.append(ChatMessage.user(f"[{self._dropped} earlier messages dropped]"))
         if self._summary is not None:
             head.append(ChatMessage.user(SUMMARY_PREFIX + self._summary))
         return head + self._body
+
+    def _head(self) -> list[ChatMessage]:
+        head = [ChatMessage.system(self.identity)]
+        if self.task is not None:
+            head.append(ChatMessage.user(self.task))
+        return head
 
     def append(self, message: ChatMessage) -> None:
         self._body.append(message)
@@ -116,7 +130,8 @@ class ShortTermMemory:
 
         The last ``keep_recent`` messages (extended back to a turn boundary) always stay.
         """
-        if self.tokens() <= self.budget_tokens:
+        too_many = self.max_messages is not None and len(self._body) > self.max_messages
+        if not too_many and self.tokens() <= self.budget_tokens:
             return False
         split = self._split_index()
         if split == 0:
@@ -148,10 +163,11 @@ class ShortTermMemory:
             remaining = self._body[cut:]
             dropped = self._dropped + cut
             note = ChatMessage.user(f"[{dropped} earlier messages dropped]")
-            head = [ChatMessage.system(self.identity), ChatMessage.user(self.task), note]
+            head = [*self._head(), note]
             if self._summary is not None:
                 head.append(ChatMessage.user(SUMMARY_PREFIX + self._summary))
-            if sum(self.count_tokens(m) for m in head + remaining) <= self.budget_tokens:
+            fits = sum(self.count_tokens(m) for m in head + remaining) <= self.budget_tokens
+            if fits and (self.max_messages is None or len(remaining) <= self.max_messages):
                 break
         if cut == 0:
             return False
@@ -164,7 +180,7 @@ class ShortTermMemory:
         """The summarizer's summary of ``older`` (and the previous summary), or None."""
         if self.summarizer is None:
             return None
-        parts = [f"Task: {self.task}"]
+        parts = [f"Task: {self.task}"] if self.task is not None else []
         if self._summary is not None:
             parts.append(f"Earlier summary: {self._summary}")
         parts.extend(_render(message) for message in older)
