@@ -1,6 +1,7 @@
 """``octopussy doctor``: what is configured and reachable, each with OK or a one-line fix.
 
-    config ─ data dir ─ model endpoint(s) ─ embedded model ─ sandbox ─ MCP servers ─ secrets
+    config ─ data dir ─ model endpoint(s) ─ embedded model ─ long-term memory ─ sandbox
+           ─ MCP servers ─ secrets
 
 Checks are quick and side-effect free: no model is loaded, no tool is run outside the
 sandbox probe, endpoints get one short request. Exit code 0 when nothing FAILs.
@@ -172,6 +173,20 @@ async def check_models(loaded: LoadedConfig) -> list[Check]:
     return checks
 
 
+def check_memory(loaded: LoadedConfig) -> Check:
+    """Whether workers get long-term memory: configured, packages and model installed."""
+    from octopussy.memory.notes import ENABLE_HINT, unavailable_reason
+
+    settings = loaded.config.memory
+    if not settings.enabled:
+        return Check("OK", "long-term memory", "disabled in the config (memory.enabled: false)")
+    reason = unavailable_reason()
+    if reason is not None:
+        return Check("WARN", "long-term memory", f"off: {reason}", ENABLE_HINT)
+    role = loaded.config.workers.role
+    return Check("OK", "long-term memory", f"role {role!r} at {loaded.paths.memory}")
+
+
 async def check_sandbox(loaded: LoadedConfig) -> Check:
     """Probe bubblewrap with the same mounts a real ``execute_python`` run uses."""
     from octopussy.mcp.sandbox import Sandbox
@@ -239,6 +254,7 @@ async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = pri
         )
     )
     checks.extend(await check_models(loaded))
+    checks.append(check_memory(loaded))
     checks.append(await check_sandbox(loaded))
     checks.extend(await check_mcp_servers(loaded))
     for key in loaded.plain_secrets:

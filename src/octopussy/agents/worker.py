@@ -1,13 +1,16 @@
 """The worker: runs one task at a time through the ReAct loop and reports on the bus.
 
     run_task(task) ──► store: RUNNING, assigned_to=name
-        │  ShortTermMemory(identity, task.prompt or task.description)
+        │  long-term memory of the role: recall(task.description) ──► notes (task data
+        │      "recalled"), appended to the identity as "Notes from earlier tasks ..."
+        │  ShortTermMemory(identity [+ notes], task.prompt or task.description)
         ▼
     react(...) ─┬─ ToolCallStep   ──► TASK_PROGRESS "calling tool X with {…}" + result "progress"
                 ├─ ToolResultStep ──► task data "tool_calls" (name, arguments, is_error)
                 ├─ ModelStep      ──► usage summed into task data "usage"
                 └─ FinalAnswer    ──► result "result", TASK_RESULT {result, response_number,
-                                      partial}, status DONE
+                                      partial}, status DONE; then, unless partial,
+                                      "Task: … Result: …" stored in long-term memory
     BackendUnavailable / any error ──► result "error", TASK_ERROR {error}, status FAILED
     cancelled by the user          ──► status CANCELLED, TASK_ERROR "cancelled by the user",
                                       then the cancellation propagates
@@ -21,6 +24,14 @@ is reported and recorded, and the worker stays usable for the next task. The poo
 Shutdown vs. user cancellation: the pool calls :meth:`Worker.request_shutdown` before it
 cancels a run when the process is stopping. Such a task is put back to ``QUEUED`` so the
 next start resumes it (``WorkerPool.resume``); nobody is told it failed, because it did not.
+
+Long-term memory belongs to the *role*, not to the worker: the pool drops idle workers, and
+the next worker of the role recalls what earlier ones stored. Only complete answers are
+stored: a partial answer (steps ran out) is the loop's best-effort excerpt, often unfinished
+or wrong, and a later task should not build on it. Notes go into the system message, not
+after the task: identity stays first and survives compaction, the task stays the last word
+the model reads, and nothing needs a second system message (some chat templates refuse
+one). Memory never fails a task (``TaskNotes`` logs once and switches itself off).
 """
 
 from __future__ import annotations
@@ -45,6 +56,7 @@ from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
 from octopussy.errors import BackendUnavailable
 from octopussy.llm.base import Model, Usage
+from octopussy.memory.notes import TaskNotes, notes_message
 from octopussy.memory.shortterm import ShortTermMemory
 from octopussy.store.base import Store, TaskRecord, TaskStatus
 
@@ -66,6 +78,11 @@ def _default_identity(name: str, role: str) -> str:
         "using the available tools when they help. When you are done, answer with the "
         "result as plain text."
     )
+
+
+def _task_text(task: TaskRecord) -> str:
+    """What memory is keyed on: the user's words (the optimized prompt only if none)."""
+    return task.description.strip() or task.prompt or ""
 
 
 def _short(value: str, limit: int) -> str:
@@ -90,6 +107,7 @@ class Worker(Agent):
         identity: str | None = None,
         report_to: str = "coordinator",
         budget_tokens: int = DEFAULT_BUDGET_TOKENS,
+        long_term: TaskNotes | None = None,
     ) -> None:
         super().__init__(name, bus=bus, store=store)
         self.task_store: Store = store
@@ -100,6 +118,8 @@ class Worker(Agent):
         self.identity = identity or _default_identity(name, role)
         self.report_to = report_to
         self.budget_tokens = budget_tokens
+        #: The role's long-term memory, shared with every worker of the role (None: off).
+        self.long_term = long_term
         self.current_task: str | None = None
         self.tasks_run = 0
         self._shutdown = False
@@ -141,12 +161,13 @@ class Worker(Agent):
         self.tasks_run += 1
         usage = Usage()
         tool_calls: list[dict[str, Any]] = []
+        final: FinalAnswer | None = None
         try:
             await self.task_store.update_task(
                 task.id, status=TaskStatus.RUNNING, assigned_to=self.name
             )
             memory = ShortTermMemory(
-                identity=self.identity,
+                identity=await self._identity_with_notes(task),
                 task=task.prompt or task.description,
                 budget_tokens=self.budget_tokens,
                 summarizer=self.model,
@@ -165,6 +186,7 @@ class Worker(Agent):
                     )
                 elif isinstance(step, FinalAnswer):
                     await self._finish(task.id, step, tool_calls, usage)
+                    final = step
         except asyncio.CancelledError:
             if self._shutdown:
                 await self._safely(self._requeue(task.id, tool_calls, usage))
@@ -179,8 +201,29 @@ class Worker(Agent):
             self.log.exception("task %s failed", task.id)
             error = f"{type(exc).__name__}: {exc}"
             await self._safely(self._failed(task.id, error, tool_calls, usage))
+        else:
+            # Outside the try: the task is DONE and reported; a cancellation while storing
+            # must not turn it into CANCELLED or QUEUED.
+            if final is not None and not final.partial and self.long_term is not None:
+                await self.long_term.remember(task.id, _task_text(task), final.text)
         finally:
             self.current_task = None
+
+    async def _identity_with_notes(self, task: TaskRecord) -> str:
+        """The identity, plus what the role's long-term memory recalls for this task."""
+        if self.long_term is None:
+            return self.identity
+        recalled = await self.long_term.recall(_task_text(task))
+        if not recalled:
+            return self.identity
+        self.log.info("task %s: %d note(s) recalled from long-term memory", task.id, len(recalled))
+        await self.task_store.update_task(
+            task.id,
+            data={
+                "recalled": [{"task_id": m.task_id, "score": round(m.score, 3)} for m in recalled]
+            },
+        )
+        return f"{self.identity}\n\n{notes_message(recalled)}"
 
     @staticmethod
     def _args(step: ToolCallStep) -> Any:
