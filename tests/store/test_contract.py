@@ -16,7 +16,14 @@ from typing import Any
 
 import pytest
 
-from octopussy.store import EventRecord, Store, TaskRecord, TaskResult, TaskStatus
+from octopussy.store import (
+    EventRecord,
+    ScheduleRecord,
+    Store,
+    TaskRecord,
+    TaskResult,
+    TaskStatus,
+)
 from octopussy.store.sqlite import SqliteStore
 
 #: Upper bound for any wait in this suite (seconds).
@@ -63,6 +70,17 @@ async def store(store_factory: StoreFactory) -> Store:
 
 def task(task_id: str = "t1", **fields: Any) -> TaskRecord:
     return TaskRecord(id=task_id, description=f"do {task_id}", **fields)
+
+
+def schedule(schedule_id: str = "s1", **fields: Any) -> ScheduleRecord:
+    fields.setdefault("next_run", 2000.0)
+    return ScheduleRecord(
+        id=schedule_id,
+        task_id=f"task-{schedule_id}",
+        spec="every 30 minutes",
+        description=f"check {schedule_id}",
+        **fields,
+    )
 
 
 # lifecycle --------------------------------------------------------------------------
@@ -307,6 +325,113 @@ async def test_mark_seen_defaults_to_now(store: Store) -> None:
     assert await store.prune_seen("mail", older_than=time.time() + 60) == 1
 
 
+# schedules --------------------------------------------------------------------------
+
+
+async def test_add_and_get_schedule_round_trip(store: Store) -> None:
+    record = ScheduleRecord(
+        id="s1",
+        task_id="t1",
+        spec="*/15 9-17 * * mon-fri",
+        description="check the build — ünïcödé",
+        next_run=2000.25,
+        created_at=1000.5,
+        last_run=1100.75,
+        runs=3,
+        active=False,
+    )
+    await store.add_schedule(record)
+    assert await store.get_schedule("s1") == record
+
+
+async def test_add_schedule_fills_in_defaults(store: Store) -> None:
+    before = time.time()
+    await store.add_schedule(schedule("s1"))
+    got = await store.get_schedule("s1")
+    assert got is not None
+    assert (got.next_run, got.last_run, got.runs, got.active) == (2000.0, None, 0, True)
+    assert before <= got.created_at <= time.time()
+
+
+async def test_get_unknown_schedule_is_none(store: Store) -> None:
+    assert await store.get_schedule("nope") is None
+
+
+async def test_add_schedule_with_existing_id_is_an_error(store: Store) -> None:
+    await store.add_schedule(schedule("s1"))
+    with pytest.raises(ValueError, match="s1"):
+        await store.add_schedule(schedule("s1", next_run=5.0))
+    got = await store.get_schedule("s1")
+    assert got is not None
+    assert got.next_run == 2000.0
+
+
+async def test_list_schedules_oldest_first_and_active_only(store: Store) -> None:
+    for schedule_id in ("s1", "s2", "s3"):
+        await store.add_schedule(schedule(schedule_id))
+    await store.update_schedule("s2", active=False)
+    assert [s.id for s in await store.list_schedules()] == ["s1", "s2", "s3"]
+    assert [s.id for s in await store.list_schedules(active_only=True)] == ["s1", "s3"]
+
+
+async def test_update_schedule_changes_given_fields(store: Store) -> None:
+    await store.add_schedule(schedule("s1", created_at=1000.0))
+    updated = await store.update_schedule("s1", next_run=3800.0, last_run=2000.5, runs=1)
+    assert (updated.next_run, updated.last_run, updated.runs, updated.active) == (
+        3800.0,
+        2000.5,
+        1,
+        True,
+    )
+    stopped = await store.update_schedule("s1", active=False)
+    assert (stopped.next_run, stopped.runs, stopped.active) == (3800.0, 1, False)
+    assert await store.get_schedule("s1") == stopped
+    assert stopped.created_at == 1000.0
+    assert await store.update_schedule("s1") == stopped  # nothing given: nothing changes
+
+
+async def test_update_unknown_schedule_is_a_key_error(store: Store) -> None:
+    with pytest.raises(KeyError):
+        await store.update_schedule("nope", active=False)
+
+
+async def test_claim_schedule_records_one_run(store: Store) -> None:
+    await store.add_schedule(schedule("s1", next_run=2000.0))
+    claimed = await store.claim_schedule("s1", due=2000.0, next_run=3800.0, now=2001.0)
+    assert claimed is not None
+    assert (claimed.next_run, claimed.last_run, claimed.runs) == (3800.0, 2001.0, 1)
+    assert await store.get_schedule("s1") == claimed
+    # The same run again (its next_run has moved on): refused, nothing changes.
+    assert await store.claim_schedule("s1", due=2000.0, next_run=3800.0, now=2002.0) is None
+    again = await store.claim_schedule("s1", due=3800.0, next_run=5600.0, now=3800.0)
+    assert again is not None
+    assert again.runs == 2
+
+
+async def test_claim_of_an_inactive_or_unknown_schedule_is_refused(store: Store) -> None:
+    await store.add_schedule(schedule("s1", next_run=2000.0, active=False))
+    assert await store.claim_schedule("s1", due=2000.0, next_run=3800.0, now=2001.0) is None
+    assert await store.claim_schedule("nope", due=2000.0, next_run=3800.0, now=2001.0) is None
+    got = await store.get_schedule("s1")
+    assert got is not None
+    assert (got.runs, got.next_run) == (0, 2000.0)
+
+
+async def test_concurrent_claims_of_one_run_exactly_one_wins(store: Store) -> None:
+    await store.add_schedule(schedule("s1", next_run=2000.0))
+    async with asyncio.timeout(WAIT):
+        outcomes = await asyncio.gather(
+            *(
+                store.claim_schedule("s1", due=2000.0, next_run=3800.0, now=2001.0)
+                for _ in range(20)
+            )
+        )
+    assert sum(outcome is not None for outcome in outcomes) == 1
+    got = await store.get_schedule("s1")
+    assert got is not None
+    assert got.runs == 1
+
+
 # durability and sharing -------------------------------------------------------------
 
 
@@ -317,6 +442,7 @@ async def test_everything_survives_close_and_reopen(store_factory: StoreFactory)
     await first.add_result("t1", "result", "one")
     event_id = await first.add_event("notification", {"text": "hi"})
     await first.mark_seen("mail", "m1")
+    await first.add_schedule(schedule("s1"))
     await first.close()
 
     second = store_factory()
@@ -329,6 +455,7 @@ async def test_everything_survives_close_and_reopen(store_factory: StoreFactory)
     assert [e.id for e in await second.events()] == [event_id]
     assert await second.add_event("notification", {}) > event_id
     assert not await second.mark_seen("mail", "m1")
+    assert [s.id for s in await second.list_schedules(active_only=True)] == ["s1"]
     with pytest.raises(ValueError, match="t1"):
         await second.add_task(task("t1"))
 
@@ -372,3 +499,23 @@ async def test_two_instances_number_results_without_gaps(store_factory: StoreFac
             *(s.add_result("t1", "progress", f"{i}") for i in range(20) for s in (a, b))
         )
     assert sorted(r.number for r in made) == list(range(1, 41))
+
+
+async def test_two_instances_claim_each_run_once(store_factory: StoreFactory) -> None:
+    a, b = store_factory(), store_factory()
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(a.open(), b.open())
+        await a.add_schedule(schedule("s1", next_run=0.0))
+        for run in range(5):
+            due, following = run * 60.0, (run + 1) * 60.0
+            outcomes = await asyncio.gather(
+                *(
+                    s.claim_schedule("s1", due=due, next_run=following, now=due)
+                    for _ in range(10)
+                    for s in (a, b)
+                )
+            )
+            assert sum(outcome is not None for outcome in outcomes) == 1, run
+        got = await b.get_schedule("s1")
+    assert got is not None
+    assert got.runs == 5

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from octopussy.errors import BackendUnavailable, OctopussyError
-from octopussy.store import TaskRecord
-from octopussy.store.sqlite import SCHEMA_VERSION, SqliteStore
+from octopussy.store import ScheduleRecord, TaskRecord
+from octopussy.store.sqlite import _MIGRATIONS, SCHEMA_VERSION, SqliteStore
 
 WAIT = 20.0
 
@@ -117,6 +117,36 @@ async def test_existing_empty_database_is_migrated(tmp_path: Path) -> None:
     try:
         assert (await store.diagnostics())["user_version"] == SCHEMA_VERSION
         assert await store.mark_seen("ns", "k")
+    finally:
+        await store.close()
+
+
+async def test_version_1_database_keeps_its_data_and_gains_schedules(tmp_path: Path) -> None:
+    # A file written by the first release: schema version 1, one task with a result.
+    path = tmp_path / "v1.db"
+    with sqlite3.connect(path) as conn:
+        for statement in _MIGRATIONS[0]:
+            conn.execute(statement)
+        conn.execute(
+            "INSERT INTO tasks (id, description, status, created_at, updated_at, data)"
+            " VALUES ('t1', 'old task', 'done', 1.0, 2.0, '{\"k\": 1}')"
+        )
+        conn.execute(
+            "INSERT INTO results (task_id, kind, number, content, timestamp)"
+            " VALUES ('t1', 'result', 1, 'old answer', 2.0)"
+        )
+        conn.execute("PRAGMA user_version = 1")
+    conn.close()
+    store = SqliteStore(path)
+    await store.open()
+    try:
+        assert (await store.diagnostics())["user_version"] == SCHEMA_VERSION
+        old = await store.get_task("t1")
+        assert old is not None
+        assert (old.description, old.data) == ("old task", {"k": 1})
+        assert (await store.add_result("t1", "result", "new")).number == 2
+        await store.add_schedule(ScheduleRecord("s1", "t1", "hourly", "check", next_run=5.0))
+        assert [s.id for s in await store.list_schedules()] == ["s1"]
     finally:
         await store.close()
 

@@ -7,6 +7,10 @@ Pure and clock-free: callers pass the time in, so tests use a fake clock. Cron f
 usual Vixie rules: minute hour day-of-month month day-of-week, lists, ranges, steps, names
 (jan..dec, sun..sat, 7 = Sunday), and "day-of-month OR day-of-week" when both are
 restricted. Times are local (the zone given, default the machine's).
+
+``next_time`` and ``catch_up`` do the same on epoch seconds for the scheduler: a run that
+was due long ago fires once, and ``catch_up`` says when the next one is and how many run
+times were skipped on the way (intervals keep their phase: due + k × period).
 """
 
 from __future__ import annotations
@@ -37,6 +41,8 @@ _ALIASES = {
     "@annually": "0 0 1 1 *",
 }
 MIN_INTERVAL = 10.0  # seconds; anything faster is a runaway, not a schedule
+#: ``catch_up`` counts missed cron times one by one up to this many, then stops counting.
+MAX_COUNTED_MISSES = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -166,3 +172,43 @@ def next_run(schedule: Schedule, after: datetime, zone: tzinfo | None = None) ->
     if isinstance(schedule, Cron) and zone is not None:
         return schedule.next_after(after.astimezone(zone))
     return schedule.next_after(after)
+
+
+def next_time(schedule: Schedule, after: float, zone: tzinfo | None = None) -> float:
+    """The next run strictly after ``after`` (epoch seconds). Cron reads wall-clock time in
+    ``zone``, default the machine's local zone with its daylight saving rules."""
+    if isinstance(schedule, Interval):
+        return after + schedule.seconds
+    moment = datetime.fromtimestamp(after, zone)
+    # When daylight saving time ends an hour of wall-clock times repeats; a match in it may
+    # map back to its first occurrence, before ``after``: walk on until the clock is past it.
+    for _ in range(24 * 60):
+        moment = schedule.next_after(moment)
+        following = moment.timestamp()
+        if following > after:
+            return following
+    raise ConfigError(f"cron expression {schedule.text!r} never matches", hint="check the fields")
+
+
+def catch_up(
+    schedule: Schedule, due: float, now: float, zone: tzinfo | None = None
+) -> tuple[float, int]:
+    """For a run due at ``due`` that fires at ``now``: the next run time (after ``now``) and
+    how many run times between the two were missed (0 when on time; counting stops at
+    ``MAX_COUNTED_MISSES`` for cron). Intervals keep their phase so late wake-ups never drift."""
+    now = max(now, due)
+    if isinstance(schedule, Interval):
+        periods = int((now - due) // schedule.seconds) + 1
+        following = due + periods * schedule.seconds
+        while following <= now:  # float rounding
+            periods += 1
+            following = due + periods * schedule.seconds
+        return following, periods - 1
+    missed = 0
+    following = next_time(schedule, due, zone)
+    while following <= now:
+        if missed >= MAX_COUNTED_MISSES:
+            return next_time(schedule, now, zone), missed
+        missed += 1
+        following = next_time(schedule, following, zone)
+    return following, missed

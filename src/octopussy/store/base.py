@@ -4,6 +4,7 @@
     results    numbered responses / errors / progress per task, append-only
     events     everything shown to the user (notifications, results), append-only
     seen keys  dedup keys per namespace (processed mail, notified events), prunable
+    schedules  recurring tasks: spec, next/last run, run count; claimed atomically per run
 
 Every backend passes the same contract suite (tests/store). Records are plain dataclasses;
 ``data``/``payload`` fields are JSON-compatible dicts.
@@ -18,6 +19,7 @@ from typing import Any, Protocol, runtime_checkable
 
 
 class TaskStatus(StrEnum):
+    SCHEDULED = "scheduled"  # a recurring task waiting for its first run
     QUEUED = "queued"
     RUNNING = "running"
     DONE = "done"
@@ -58,6 +60,25 @@ class EventRecord:
     agent: str | None
     task_id: str | None
     payload: dict[str, Any]
+
+
+@dataclass(slots=True)
+class ScheduleRecord:
+    """A recurring task: ``task_id`` runs again each time ``next_run`` (epoch seconds) comes.
+
+    ``spec`` is what ``parse_schedule`` reads ("every 30 minutes", a cron line); ``runs``
+    counts the times it fired; an inactive schedule (unscheduled) never fires again.
+    """
+
+    id: str
+    task_id: str
+    spec: str
+    description: str
+    next_run: float
+    created_at: float = 0.0
+    last_run: float | None = None
+    runs: int = 0
+    active: bool = True
 
 
 @runtime_checkable
@@ -132,4 +153,36 @@ class Store(Protocol):
 
     async def prune_seen(self, namespace: str, *, older_than: float) -> int:
         """Forget keys marked before ``older_than``; returns how many were removed."""
+        ...
+
+    # schedules --------------------------------------------------------------
+    async def add_schedule(self, schedule: ScheduleRecord) -> None:
+        """Insert a new schedule; raises ``ValueError`` if the id exists."""
+        ...
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None: ...
+
+    async def list_schedules(self, *, active_only: bool = False) -> list[ScheduleRecord]:
+        """Oldest first."""
+        ...
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        next_run: float | None = None,
+        last_run: float | None = None,
+        runs: int | None = None,
+        active: bool | None = None,
+    ) -> ScheduleRecord:
+        """Change the given fields (None: leave as is); raises ``KeyError`` if unknown."""
+        ...
+
+    async def claim_schedule(
+        self, schedule_id: str, *, due: float, next_run: float, now: float
+    ) -> ScheduleRecord | None:
+        """Record one run of a schedule that is active and still due at ``due``: set
+        ``next_run``, ``last_run = now``, ``runs + 1`` and return the new record. None if
+        it is unknown, inactive or its ``next_run`` is no longer ``due`` (another scheduler
+        claimed this run). Atomic: of two concurrent claims of one run exactly one wins."""
         ...

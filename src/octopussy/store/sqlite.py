@@ -28,7 +28,13 @@ from pathlib import Path
 from typing import Any, Final, TypeVar
 
 from octopussy.errors import BackendUnavailable
-from octopussy.store.base import EventRecord, TaskRecord, TaskResult, TaskStatus
+from octopussy.store.base import (
+    EventRecord,
+    ScheduleRecord,
+    TaskRecord,
+    TaskResult,
+    TaskStatus,
+)
 
 __all__ = ["SCHEMA_VERSION", "SqliteStore"]
 
@@ -79,12 +85,30 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         ) WITHOUT ROWID""",
         "CREATE INDEX seen_age ON seen (namespace, seen_at)",
     ),
+    (
+        """CREATE TABLE schedules (
+            seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+            id          TEXT NOT NULL UNIQUE,
+            task_id     TEXT NOT NULL,
+            spec        TEXT NOT NULL,
+            description TEXT NOT NULL,
+            created_at  REAL NOT NULL,
+            next_run    REAL NOT NULL,
+            last_run    REAL,
+            runs        INTEGER NOT NULL DEFAULT 0,
+            active      INTEGER NOT NULL DEFAULT 1
+        )""",
+        "CREATE INDEX schedules_due ON schedules (active, next_run)",
+    ),
 )
 
 #: The schema version this code writes (``PRAGMA user_version`` after ``open()``).
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _TASK_COLUMNS: Final = "id, description, status, created_at, updated_at, assigned_to, prompt, data"
+_SCHEDULE_COLUMNS: Final = (
+    "id, task_id, spec, description, created_at, next_run, last_run, runs, active"
+)
 _HINT_DAMAGED: Final = "the file is damaged or not a database: move it away to start empty"
 _HINT_PATH: Final = "check that the path is a file in a writable directory"
 _HINT_LOCKED: Final = "another process holds the write lock; is a stuck octopussy still running?"
@@ -114,6 +138,20 @@ def _task_from_row(row: sqlite3.Row) -> TaskRecord:
         assigned_to=row["assigned_to"],
         prompt=row["prompt"],
         data=json.loads(row["data"]),
+    )
+
+
+def _schedule_from_row(row: sqlite3.Row) -> ScheduleRecord:
+    return ScheduleRecord(
+        id=row["id"],
+        task_id=row["task_id"],
+        spec=row["spec"],
+        description=row["description"],
+        created_at=row["created_at"],
+        next_run=row["next_run"],
+        last_run=row["last_run"],
+        runs=row["runs"],
+        active=bool(row["active"]),
     )
 
 
@@ -545,6 +583,117 @@ class SqliteStore:
                 "DELETE FROM seen WHERE namespace = ? AND seen_at < ?", (namespace, older_than)
             )
             return cursor.rowcount
+
+        return await self._run(job)
+
+    # schedules ------------------------------------------------------------------
+
+    async def add_schedule(self, schedule: ScheduleRecord) -> None:
+        """Insert ``schedule`` (a zero ``created_at`` means now); ``ValueError`` if the id
+        exists."""
+        row = (
+            schedule.id,
+            schedule.task_id,
+            schedule.spec,
+            schedule.description,
+            schedule.created_at or time.time(),
+            schedule.next_run,
+            schedule.last_run,
+            schedule.runs,
+            int(schedule.active),
+        )
+
+        def job() -> None:
+            self._db().execute(
+                f"INSERT INTO schedules ({_SCHEDULE_COLUMNS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                row,
+            )
+
+        try:
+            await self._run(job)
+        except sqlite3.IntegrityError as exc:
+            if "UNIQUE" not in str(exc):
+                raise
+            raise ValueError(f"a schedule with id {schedule.id!r} already exists") from None
+
+    async def get_schedule(self, schedule_id: str) -> ScheduleRecord | None:
+        def job() -> ScheduleRecord | None:
+            row = (
+                self._db()
+                .execute(f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,))
+                .fetchone()
+            )
+            return None if row is None else _schedule_from_row(row)
+
+        return await self._run(job)
+
+    async def list_schedules(self, *, active_only: bool = False) -> list[ScheduleRecord]:
+        """Oldest first (insertion order); ``active_only`` leaves out unscheduled ones."""
+        where = " WHERE active = 1" if active_only else ""
+        sql = f"SELECT {_SCHEDULE_COLUMNS} FROM schedules{where} ORDER BY seq"
+
+        def job() -> list[ScheduleRecord]:
+            return [_schedule_from_row(row) for row in self._db().execute(sql)]
+
+        return await self._run(job)
+
+    async def update_schedule(
+        self,
+        schedule_id: str,
+        *,
+        next_run: float | None = None,
+        last_run: float | None = None,
+        runs: int | None = None,
+        active: bool | None = None,
+    ) -> ScheduleRecord:
+        """Change the given fields (None means "leave as is"); returns the new record.
+        Raises ``KeyError`` if unknown."""
+        changes = {
+            "next_run": next_run,
+            "last_run": last_run,
+            "runs": runs,
+            "active": None if active is None else int(active),
+        }
+        assignments = [(column, value) for column, value in changes.items() if value is not None]
+
+        def job() -> ScheduleRecord | None:
+            conn = self._db()
+            with _immediate(conn):  # the record returned is the one this call wrote
+                if assignments:
+                    conn.execute(
+                        f"UPDATE schedules SET {', '.join(f'{c} = ?' for c, _ in assignments)}"
+                        " WHERE id = ?",
+                        (*(value for _, value in assignments), schedule_id),
+                    )
+                row = conn.execute(
+                    f"SELECT {_SCHEDULE_COLUMNS} FROM schedules WHERE id = ?", (schedule_id,)
+                ).fetchone()
+            return None if row is None else _schedule_from_row(row)
+
+        schedule = await self._run(job)
+        if schedule is None:
+            raise KeyError(schedule_id)
+        return schedule
+
+    async def claim_schedule(
+        self, schedule_id: str, *, due: float, next_run: float, now: float
+    ) -> ScheduleRecord | None:
+        """Record one run if the schedule is active and still due at ``due``. One
+        conditional ``UPDATE ... RETURNING``: of concurrent claims (in any process) exactly
+        one matches the row."""
+
+        def job() -> ScheduleRecord | None:
+            row = (
+                self._db()
+                .execute(
+                    "UPDATE schedules SET next_run = ?, last_run = ?, runs = runs + 1"
+                    " WHERE id = ? AND active = 1 AND next_run = ?"
+                    f" RETURNING {_SCHEDULE_COLUMNS}",
+                    (next_run, now, schedule_id, due),
+                )
+                .fetchone()
+            )
+            return None if row is None else _schedule_from_row(row)
 
         return await self._run(job)
 
