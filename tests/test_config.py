@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from octopussy.config import load_config, parse_config
+from octopussy.config import MemorySettings, load_config, parse_config
 from octopussy.errors import ConfigError
 
 SEED_CONFIG = """
@@ -194,3 +194,5 @@ def test_example_config_validates() -> None:
     config, _ = parse_config(example.read_text(), source=str(example), env={})
     assert config.llm.provider == "embedded"
     assert config.llm.embedded.n_ctx == 4096
+    assert config.memory == MemorySettings()  # every memory key, at its default
+    assert config.workers.role == "worker"

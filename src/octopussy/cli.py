@@ -2,7 +2,12 @@
 
     octopussy [--config FILE] [--log-level L] [--verbose] [--debug] [COMMAND]
       chat                  the coordinator REPL (the default)
-      ask TEXT...           one answer on stdout, for scripts ("-" reads stdin)
+      ask TEXT...           one answer on stdout, for scripts ("-" reads stdin); waits for
+                            the tasks it creates and prints their results (--no-wait: ids)
+      tasks [ID] [--json]   recent tasks, or one task in full
+      cancel ID             stop a queued or running task (also in a running chat/serve)
+      schedules [--json]    the active recurring tasks: id, schedule, next run, runs
+      unschedule ID         stop a recurring task (also in a running chat/serve)
       serve [--json]        every agent headless; notifications one per line
       config check [FILE]   validate a config file
       config show           the effective config (defaults filled in, secrets masked)
@@ -12,7 +17,8 @@
 
 ``main(argv) -> int`` is the whole CLI, testable without a subprocess (STYLE.md §12).
 Exit codes: 0 success, 1 an unexpected internal error, 2 bad input (config, usage, a
-model or server that failed) with one line on stderr; tracebacks only with ``--debug``.
+model or server that failed) with one line on stderr, 3 a task ``ask`` waited for failed or
+was cancelled; tracebacks only with ``--debug``.
 """
 
 from __future__ import annotations
@@ -34,6 +40,7 @@ from octopussy.logs import setup_logging
 EXIT_OK = 0
 EXIT_INTERNAL = 1
 EXIT_BAD_INPUT = 2
+EXIT_TASK_FAILED = 3
 
 log = logging.getLogger("octopussy.cli")
 
@@ -62,6 +69,22 @@ def build_parser() -> argparse.ArgumentParser:
     ask = sub.add_parser("ask", help="one answer on stdout, for scripts")
     ask.add_argument("text", nargs="+", help='the question ("-" reads it from stdin)')
     ask.add_argument("--no-stream", action="store_true", help="print the answer at the end")
+    ask.add_argument(
+        "--no-wait", action="store_true", help="print the ids of created tasks and return"
+    )
+
+    tasks = sub.add_parser("tasks", help="recent tasks, or one task in full")
+    tasks.add_argument("task_id", nargs="?", metavar="ID", help="show this task in full")
+    tasks.add_argument("--json", action="store_true", help="machine-readable")
+    tasks.add_argument("--limit", type=int, default=20, help="how many tasks (default 20)")
+
+    cancel = sub.add_parser("cancel", help="stop a queued or running task")
+    cancel.add_argument("task_id", metavar="ID")
+
+    schedules = sub.add_parser("schedules", help="the active recurring tasks")
+    schedules.add_argument("--json", action="store_true", help="machine-readable")
+    unschedule = sub.add_parser("unschedule", help="stop a recurring task")
+    unschedule.add_argument("schedule_id", metavar="ID")
 
     serve = sub.add_parser("serve", help="run every agent headless (for systemd)")
     serve.add_argument("--json", action="store_true", help="JSON lines: type, time, payload")
@@ -143,6 +166,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run_doctor(loaded))
         if command == "ask":
             return asyncio.run(_ask(loaded, args))
+        if command in ("tasks", "cancel"):
+            from octopussy import taskcli
+
+            run = taskcli.show_tasks if command == "tasks" else taskcli.cancel_task
+            return asyncio.run(run(loaded, args))
+        if command in ("schedules", "unschedule"):
+            return asyncio.run(_schedules(loaded, args))
         if command == "serve":
             from octopussy.serve import run_serve
 
@@ -234,6 +264,42 @@ async def _mcp_client(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         return EXIT_BAD_INPUT if result.is_error else EXIT_OK
 
 
+async def _schedules(loaded: LoadedConfig, args: argparse.Namespace) -> int:
+    """``schedules`` / ``unschedule ID`` on the store directly (a running chat/serve reads
+    the same store, so an unscheduled task never fires there again)."""
+    from dataclasses import asdict
+
+    from octopussy.orchestration.scheduler import (
+        active_schedules,
+        format_schedule,
+        stop_schedule,
+    )
+    from octopussy.store.sqlite import SqliteStore
+
+    loaded.paths.ensure()
+    store = SqliteStore(loaded.paths.store)
+    await store.open()
+    try:
+        if args.command == "unschedule":
+            if not await stop_schedule(store, args.schedule_id):
+                raise ConfigError(
+                    f"no active schedule {args.schedule_id!r}",
+                    hint="`octopussy schedules` lists them",
+                )
+            print(f"schedule {args.schedule_id} stopped")
+            return EXIT_OK
+        found = await active_schedules(store)
+        if args.json:
+            print(json.dumps([asdict(s) for s in found], ensure_ascii=False, indent=2))
+        elif found:
+            print("\n".join(format_schedule(s) for s in found))
+        else:
+            print("no schedules", file=sys.stderr)
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
 def run() -> None:
     """Console-script entry point."""
     sys.exit(main())
@@ -284,6 +350,7 @@ def _config_show(loaded: LoadedConfig) -> int:
 async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     from octopussy.display import assembly_progress
     from octopussy.runtime import Runtime
+    from octopussy.taskcli import AskWaiter, print_outcomes
 
     text = " ".join(args.text)
     if text == "-":
@@ -291,10 +358,18 @@ async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
     text = text.strip()
     if not text:
         raise ConfigError("nothing to ask", hint='give the question: octopussy ask "..."')
-    progress = assembly_progress(lambda line: print(line, file=sys.stderr, flush=True))
-    async with Runtime(loaded, background_agents=False, progress=progress) as runtime:
+
+    def to_stderr(line: str) -> None:
+        print(line, file=sys.stderr, flush=True)
+
+    waiter = AskWaiter(to_stderr)
+    progress = assembly_progress(to_stderr)
+    async with Runtime(
+        loaded, presenter=waiter, background_agents=False, progress=progress
+    ) as runtime:
+        runtime.hand_over_tasks = args.no_wait
         started = time.perf_counter()
-        await runtime.warm_up(tools=False)  # no tool-using agent answers `ask` yet
+        await runtime.warm_up(tools=False)  # tools connect when a task needs them
         log.info("models ready in %.3fs", time.perf_counter() - started)
         coordinator = runtime.coordinator
         if args.no_stream:
@@ -304,6 +379,18 @@ async def _ask(loaded: LoadedConfig, args: argparse.Namespace) -> int:
                 sys.stdout.write(delta)
                 sys.stdout.flush()
             sys.stdout.write("\n")
-        usage = runtime.meter.for_agent("coordinator")
-        log.info("ask answered: %s", json.dumps(usage.as_dict()))
-    return EXIT_OK
+        sys.stdout.flush()
+        task_ids = coordinator.last_turn.task_ids if coordinator.last_turn else []
+        code = EXIT_OK
+        if task_ids and args.no_wait:
+            to_stderr("the task runs in a running `octopussy chat`/`serve` or the next one")
+        elif task_ids:
+            try:
+                finished = await waiter.wait(runtime.store, task_ids)
+            except asyncio.CancelledError:
+                to_stderr(f"interrupted; unfinished tasks resume on the next start: {task_ids}")
+                raise
+            code = await print_outcomes(runtime.store, finished)
+        usage = {agent: u.as_dict() for agent, u in runtime.meter.snapshot().items()}
+        log.info("ask answered: %s", json.dumps(usage))
+    return code

@@ -105,7 +105,15 @@ class CoordinatorSettings(_Section):
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     llm: LLMOverride | None = None
     history_turns: int = Field(
-        default=40, ge=2, description="Conversation turns kept verbatim for the model."
+        default=40, ge=2, description="Most turns kept before older ones are summarized."
+    )
+    history_tokens: int = Field(
+        default=2500,
+        ge=200,
+        description="Token budget of the conversation; older turns are summarized beyond it.",
+    )
+    routing: bool = Field(
+        default=True, description="Let the model hand work to workers (off: chat only)."
     )
 
 
@@ -213,7 +221,32 @@ class WorkerSettings(_Section):
     max_idle_workers: int = Field(default=3, ge=0, le=1000)
     max_steps: int = Field(default=10, ge=1, le=200)
     optimize_prompts: bool = Field(default=True, description="Rewrite tasks before running.")
+    role: str = Field(
+        default="worker",
+        min_length=1,
+        description="Whose long-term memory workers share (one memory per role).",
+    )
     llm: LLMOverride | None = None
+
+
+class MemorySettings(_Section):
+    """Long-term memory of worker agents (ChromaDB; the ``memory`` extra)."""
+
+    enabled: bool = Field(default=True, description="Off also when the extra is not installed.")
+    recall_k: int = Field(default=3, ge=0, le=20, description="Notes recalled per task.")
+    threshold: float = Field(
+        default=0.35, ge=-1, le=1, description="Minimum cosine similarity of a recalled note."
+    )
+    max_entries: int = Field(default=5000, ge=1, description="Per role; the oldest go first.")
+    max_age_days: float | None = Field(
+        default=180, gt=0, description="Older entries are pruned; 0 keeps them forever."
+    )
+
+    @field_validator("max_age_days", mode="before")
+    @classmethod
+    def _zero_is_forever(cls, value: Any) -> Any:
+        # YAML null means "use the default" here (see _drop_empty), so 0 says "no limit".
+        return None if value == 0 and not isinstance(value, bool) else value
 
 
 class ToolAgentSettings(_Section):
@@ -256,6 +289,7 @@ class Config(_Section):
     sandbox: SandboxSettings = SandboxSettings()
     workers: WorkerSettings = WorkerSettings()
     tool_agent: ToolAgentSettings = ToolAgentSettings()
+    memory: MemorySettings = MemorySettings()
     workspace: Path | None = Field(default=None, description="Default: the current directory.")
     data_dir: Path | None = Field(default=None, description="Default: $OCTOPUSSY_HOME or XDG.")
     logging: LoggingSettings = LoggingSettings()
@@ -339,6 +373,11 @@ class Paths:
     def spool(self) -> Path:
         """Where ``octopussy notify`` drops notifications for a running instance."""
         return self.home / "spool"
+
+    @property
+    def memory(self) -> Path:
+        """The Chroma database of the workers' long-term memory."""
+        return self.home / "memory"
 
     def ensure(self) -> None:
         """Create the directories (user-only permissions for the data dir)."""

@@ -29,7 +29,7 @@ from prompt_toolkit.patch_stdout import patch_stdout
 
 from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
-from octopussy.display import assembly_progress, format_message
+from octopussy.display import assembly_progress, format_message, format_task, format_task_list
 from octopussy.errors import OctopussyError
 from octopussy.runtime import Runtime
 
@@ -214,8 +214,8 @@ def command(name: str, help_text: str) -> Callable[[Command], Command]:
 
 @command("/help", "list the commands")
 async def _help(session: ChatSession, _: str) -> None:
-    rows = [f"  {name:<10} {text}" for name, (text, _fn) in sorted(ChatSession.commands.items())]
-    _print("\n".join([*rows, "  quit       leave (also exit, Ctrl-D, Ctrl-C)"]))
+    rows = [f"  {name:<12} {text}" for name, (text, _fn) in sorted(ChatSession.commands.items())]
+    _print("\n".join([*rows, f"  {'quit':<12} leave (also exit, Ctrl-D, Ctrl-C)"]))
 
 
 @command("/usage", "tokens and time spent per agent")
@@ -268,10 +268,9 @@ async def _do(session: ChatSession, rest: str) -> None:
 async def _tasks(session: ChatSession, _: str) -> None:
     tasks = await session.runtime.store.list_tasks(limit=20)
     if not tasks:
-        _print("no tasks yet; /do TEXT gives one to a worker")
-    for task in tasks:
-        who = f" ({task.assigned_to})" if task.assigned_to else ""
-        _print(f"  {task.id}  {task.status.value:<9}{who}  {task.description[:70]}")
+        _print("no tasks yet; ask for some work, or /do TEXT gives it to a worker directly")
+    for line in format_task_list(tasks):
+        _print(f"  {line}")
 
 
 @command("/task", "one task: status, prompt, responses, tool calls")
@@ -281,18 +280,8 @@ async def _task(session: ChatSession, rest: str) -> None:
     if task is None:
         _print("usage: /task ID (see /tasks)")
         return
-    _print(
-        f"Task {task.id}: {task.status.value}{f' ({task.assigned_to})' if task.assigned_to else ''}"
-    )
-    _print(f"  asked:  {task.description}")
-    if task.prompt:
-        _print(f"  prompt: {task.prompt}")
-    for call in task.data.get("tool_calls", []):
-        mark = " (error)" if call.get("is_error") else ""
-        _print(f"  tool:   {call.get('name')} {call.get('arguments')}{mark}")
-    for result in await store.results(task.id):
-        if result.kind != "progress":
-            _print(f"  {result.kind} #{result.number}: {result.content}")
+    for line in format_task(task, await store.results(task.id)):
+        _print(line)
 
 
 @command("/cancel", "stop a running or queued task: /cancel ID")
@@ -305,6 +294,29 @@ async def _cancel(session: ChatSession, rest: str) -> None:
         _print(f"task {task_id} cancelled")
     else:
         _print(f"task {task_id} is not running or queued (see /tasks)")
+
+
+@command("/schedules", "recurring tasks: id, schedule, next run, runs")
+async def _schedules(session: ChatSession, _: str) -> None:
+    from octopussy.orchestration.scheduler import format_schedule
+
+    schedules = await session.runtime.schedules()
+    if not schedules:
+        _print("no schedules; ask e.g. 'every 30 minutes check the build'")
+    for schedule in schedules:
+        _print(f"  {format_schedule(schedule)}")
+
+
+@command("/unschedule", "stop a recurring task: /unschedule ID")
+async def _unschedule(session: ChatSession, rest: str) -> None:
+    schedule_id = rest.strip()
+    if not schedule_id:
+        _print("usage: /unschedule ID (see /schedules)")
+        return
+    if await session.runtime.unschedule(schedule_id):
+        _print(f"schedule {schedule_id} stopped; it will not run again")
+    else:
+        _print(f"no active schedule {schedule_id} (see /schedules)")
 
 
 @command("/workers", "busy and idle workers, queued tasks")

@@ -32,9 +32,12 @@ from octopussy.llm.base import MeteredModel, Model, UsageMeter
 from octopussy.llm.factory import create_model
 from octopussy.mcp.registry import MCPRegistry
 from octopussy.mcp.servers import server_specs
+from octopussy.memory.notes import MemoryBank, TaskNotes
 from octopussy.orchestration.optimizer import PromptOptimizer
 from octopussy.orchestration.pool import WorkerPool
-from octopussy.store.base import Store, TaskRecord
+from octopussy.orchestration.requests import TASK_REQUEST, RequestWatcher
+from octopussy.orchestration.scheduler import Scheduler
+from octopussy.store.base import ScheduleRecord, Store, TaskRecord, TaskStatus
 from octopussy.store.sqlite import SqliteStore
 
 log = logging.getLogger("octopussy.runtime")
@@ -85,7 +88,9 @@ class Runtime:
             model=self.model_for("coordinator"),
             system_prompt=self.config.coordinator.system_prompt,
             presenter=presenter,
+            desk=self if self.config.coordinator.routing else None,
             history_turns=self.config.coordinator.history_turns,
+            history_tokens=self.config.coordinator.history_tokens,
         )
         self.add_agent(self.coordinator)
         self.add_agent(SpoolAgent(bus=self.bus, store=self.store, spool=self.paths.spool))
@@ -101,6 +106,14 @@ class Runtime:
         )
         #: Tasks a previous process left unfinished and this one re-queued (set by warm_up).
         self.resumed: list[str] = []
+        #: Cancels (and, with background agents, new tasks) from other processes.
+        self.requests = RequestWatcher(self.store, self.pool, run_tasks=background_agents)
+        #: True: new tasks are left for a running chat/serve (`ask --no-wait`), not run here.
+        self.hand_over_tasks = False
+        #: Recurring tasks; its loop runs only with ``background_agents`` (see ``start``).
+        self.scheduler = Scheduler(self.store, self.fire_schedule)
+        #: Long-term memory: one shared encoder, one memory per worker role (opened lazily).
+        self.memory = MemoryBank.from_settings(self.config.memory, self.paths.memory)
 
     # -- building -------------------------------------------------------------------------
     def model_for(self, agent: str) -> Model:
@@ -143,6 +156,10 @@ class Runtime:
             await agent.register(inbox_size=self.config.bus.inbox_size)
             if agent is self.coordinator or self.background_agents:
                 self._spawn(supervise(agent), name=f"agent:{agent.name}")
+        if self.background_agents:
+            self._spawn(self.scheduler.run(), name="scheduler")
+        await self.requests.mark_start()
+        self._spawn(self.requests.run(), name="requests")
         log.info(
             "runtime started: agents=%s home=%s workspace=%s",
             ",".join(self.agents),
@@ -159,14 +176,21 @@ class Runtime:
         if tools and self.background_agents:
             await self.resume_tasks()
 
+    def memory_for(self, role: str) -> TaskNotes | None:
+        """The long-term memory every worker of ``role`` shares; None when it is off."""
+        return self.memory.for_role(role)
+
     def _make_worker(self, name: str) -> Worker:
+        role = self.config.workers.role
         return Worker(
             name,
             bus=self.bus,
             store=self.store,
             model=self.model_for("worker"),
             tools=self.mcp,
+            role=role,
             max_steps=self.config.workers.max_steps,
+            long_term=self.memory_for(role),
         )
 
     async def create_task(self, description: str) -> TaskRecord:
@@ -182,9 +206,69 @@ class Runtime:
             updated_at=now,
         )
         await self.store.add_task(task)
-        await self.pool.submit(task.id)
+        if self.hand_over_tasks:
+            await self.store.add_event(TASK_REQUEST, {"from": "ask"}, task_id=task.id)
+        else:
+            await self.pool.submit(task.id)
         log.info("task %s created: %s", task.id, description)
         return task
+
+    async def schedule_task(self, description: str, spec: str) -> ScheduleRecord:
+        """Run ``description`` every time ``spec`` comes due ("every 30 minutes", cron).
+
+        One task is stored (``SCHEDULED``, its prompt optimized once, now) and each run
+        queues that same task again, so its results are numbered 1, 2, ... A bad ``spec``
+        raises ``ConfigError`` before anything is stored.
+        """
+        self.scheduler.first_run(spec)
+        prompt = await self.optimizer.optimize(description)
+        now = time.time()
+        schedule_id = uuid.uuid4().hex[:8]
+        task = TaskRecord(
+            id=uuid.uuid4().hex[:8],
+            description=description,
+            status=TaskStatus.SCHEDULED,
+            prompt=prompt if prompt != description else None,
+            created_at=now,
+            updated_at=now,
+            data={"schedule_id": schedule_id, "schedule": spec},
+        )
+        await self.store.add_task(task)
+        schedule = await self.scheduler.add(
+            description, spec, task_id=task.id, schedule_id=schedule_id
+        )
+        log.info("task %s scheduled (%s, schedule %s): %s", task.id, spec, schedule.id, description)
+        return schedule
+
+    async def fire_schedule(self, schedule: ScheduleRecord) -> None:
+        """The scheduler's callback: queue the schedule's task again (skipped, and logged,
+        while its previous run is still queued or running)."""
+        status = self.pool.status()
+        if schedule.task_id in status["busy"] or schedule.task_id in status["queued"]:
+            log.warning(
+                "schedule %s: run %d skipped, task %s is still running",
+                schedule.id,
+                schedule.runs,
+                schedule.task_id,
+            )
+            return
+        await self.start_tools()
+        await self.store.update_task(
+            schedule.task_id, status=TaskStatus.QUEUED, data={"schedule_run": schedule.runs}
+        )
+        await self.pool.submit(schedule.task_id)
+        log.info(
+            "schedule %s: run %d of task %s queued", schedule.id, schedule.runs, schedule.task_id
+        )
+
+    async def unschedule(self, schedule_id: str) -> bool:
+        """Stop a schedule (a run in progress finishes; a task that never ran is cancelled);
+        False if it is unknown or already stopped."""
+        return await self.scheduler.remove(schedule_id)
+
+    async def schedules(self) -> list[ScheduleRecord]:
+        """The active schedules, soonest first."""
+        return await self.scheduler.schedules()
 
     async def resume_tasks(self) -> list[str]:
         """Re-queue what a previous process left queued or running (tools first)."""
@@ -230,6 +314,7 @@ class Runtime:
                 await model.aclose()
             except Exception:
                 log.exception("closing model %s failed", model.name)
+        await self.memory.close()
         await self.bus.close()
         if self._started:
             self._started = False

@@ -164,7 +164,7 @@ async def test_unknown_tool_feedback_then_recovery() -> None:
 
 
 async def test_missing_required_argument_is_feedback_not_a_call() -> None:
-    model = ScriptedModel([ToolCall("add", {"a": 2}), "gave up"])
+    model = ScriptedModel([ToolCall("add", {"a": 2}), "gave up", "gave up again"])
     tools = FakeTools()
     steps = await collect(react(model, tools, conversation()))
     result = steps[2]
@@ -172,11 +172,11 @@ async def test_missing_required_argument_is_feedback_not_a_call() -> None:
     assert result.is_error
     assert "missing required argument(s): b" in result.result_text
     assert tools.calls == []
-    assert final(steps).text == "gave up"
+    assert final(steps).text == "gave up again"
 
 
 async def test_error_result_goes_back_as_feedback() -> None:
-    model = ScriptedModel([ToolCall("fail", {}), "The disk is full, sorry."])
+    model = ScriptedModel([ToolCall("fail", {}), "Disk full.", "The disk is full, sorry."])
     messages = conversation()
     steps = await collect(react(model, FakeTools(), messages))
     result = steps[2]
@@ -186,6 +186,20 @@ async def test_error_result_goes_back_as_feedback() -> None:
     assert "fix the arguments or pick another tool" in result.result_text
     assert tool_messages(messages)[0].content == result.result_text
     assert not final(steps).partial
+    assert final(steps).text == "The disk is full, sorry."
+
+
+async def test_an_answer_right_after_a_failed_call_gets_one_retry_nudge() -> None:
+    model = ScriptedModel(
+        [ToolCall("fail", {}), "error: disk full", ToolCall("fail", {}), "it failed", "x"]
+    )
+    steps = await collect(react(model, FakeTools(), conversation()))
+    nudge = model.calls[2].messages[-1]
+    assert nudge.role == "user"
+    assert nudge.content.startswith("Your last tool call failed. Fix the call")
+    # Once per run: the second answer after a failure is final.
+    assert final(steps).text == "it failed"
+    assert len(model.calls) == 4
 
 
 async def test_garbage_model_output_gets_one_corrective_retry() -> None:

@@ -15,7 +15,7 @@ async def test_rewrites_the_task() -> None:
     assert await PromptOptimizer(model).optimize(TASK) == better
     call = model.calls[0]
     assert call.messages[0].role == "system"
-    assert "Do not answer the task" in call.messages[0].content
+    assert "Do not answer the request yourself" in call.messages[0].content
     assert call.messages[1].content == TASK
 
 
@@ -33,3 +33,9 @@ async def test_model_failure_keeps_the_original() -> None:
 async def test_empty_or_rambling_or_lossy_rewrites_are_not_used() -> None:
     for bad in ("   ", "word " * 500, "Find the best month in the spreadsheet."):
         assert await PromptOptimizer(ScriptedModel([bad])).optimize(TASK) == TASK
+
+
+async def test_a_rewrite_that_invents_a_path_is_not_used() -> None:
+    task = "Change the port in config.json to 9090."
+    model = ScriptedModel(["Open /path/to/config.json and set the port to 9090."])
+    assert await PromptOptimizer(model).optimize(task) == task

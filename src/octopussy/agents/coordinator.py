@@ -117,6 +117,18 @@ CREATE_TOOL = ToolSpec(
 )
 
 
+#: Added to the system prompt when the coordinator can hand work to workers. Measured on
+#: the embedded model: without it, questions about files get confidently made-up answers.
+ROUTING_GUIDE = (
+    "You cannot see the user's files and cannot run code yourself; workers can. Use "
+    "create_task for anything about files or folders in the workspace (reading, counting, "
+    "searching, listing, creating, editing), data in files, running code, and calculations "
+    "beyond simple arithmetic. Never guess what a file contains. Answer directly only "
+    "greetings, general knowledge and questions about this conversation or earlier task "
+    "results."
+)
+
+
 class Presenter(Protocol):
     """Where the coordinator shows messages: the REPL, `serve`'s stdout, a test list."""
 
@@ -185,8 +197,11 @@ class Coordinator(Agent):
         self.last_turn: Turn | None = None
 
     def _new_memory(self) -> ShortTermMemory:
+        identity = self.system_prompt
+        if self.desk is not None:
+            identity = f"{identity}\n\n{ROUTING_GUIDE}"
         return ShortTermMemory(
-            identity=self.system_prompt,
+            identity=identity,
             task=None,
             budget_tokens=self.history_tokens,
             summarizer=self.model,

@@ -64,6 +64,11 @@ DEFAULT_MAX_RESULT_CHARS = 8_000
 #: How much of the last useful content a partial answer quotes (characters).
 _PARTIAL_EXCERPT_CHARS = 2_000
 _FIX_HINT = "fix the arguments or pick another tool"
+_RETRY_NUDGE = (
+    "Your last tool call failed. Fix the call (for example the path: use paths relative to "
+    "the workspace) and try again. Only if the task truly cannot be done, answer with the "
+    "reason."
+)
 
 
 # --------------------------------------------------------------------------- protocols
@@ -182,6 +187,8 @@ async def react(
     total = Usage()
     last_useful = ""
     steps = 0
+    last_failed = False  # the previous tool result was an error
+    nudged = False
     while steps < max_steps:
         steps += 1
         await conversation.compact_if_needed()
@@ -203,6 +210,12 @@ async def react(
         if response.text.strip():
             last_useful = response.text.strip()
         if not response.tool_calls:
+            if last_failed and not nudged and steps < max_steps:
+                # Measured on the embedded model: after one failed call it tends to hand
+                # the error text to the user as the answer. One reminder, once per run.
+                nudged = True
+                conversation.append(ChatMessage.user(_RETRY_NUDGE))
+                continue
             yield FinalAnswer(response.text, partial=False, steps=steps, usage=total)
             return
         by_name = {spec.name: spec for spec in specs}
@@ -212,6 +225,7 @@ async def react(
             text = truncate_result(text, max_result_chars)
             conversation.append(ChatMessage.tool_result(call, text))
             yield ToolResultStep(call, text, is_error)
+            last_failed = is_error
             if not is_error and text.strip():
                 last_useful = f"{call.name} returned:\n{text.strip()}"
     yield FinalAnswer(_partial_text(steps, last_useful), partial=True, steps=steps, usage=total)

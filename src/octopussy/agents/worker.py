@@ -75,8 +75,9 @@ _ARGUMENT_CHARS = 500
 def _default_identity(name: str, role: str) -> str:
     return (
         f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
-        "using the available tools when they help. When you are done, answer with the "
-        "result as plain text."
+        "using the available tools when they help; work on the files in the workspace with "
+        "relative paths. When you are done, give the final answer in one or two sentences: "
+        "what you did, and the values, numbers or file contents the task asked for."
     )
 
 

@@ -4,8 +4,9 @@
     "Read the file sales.csv in the workspace, find the month with the highest total ..."
 
 As in the seed it is on by default and can be switched off. It never blocks a task: on any
-model failure, an empty answer or a suspicious one (much longer than asked, or dropping a
-file name the user gave) the original description is used, and the reason is logged.
+model failure, an empty answer or a suspicious one (much longer than asked, dropping a
+file name the user gave or adding one they did not) the original description is used, and
+the reason is logged.
 """
 
 from __future__ import annotations
@@ -61,4 +62,9 @@ class PromptOptimizer:
         missing = [name for name in _FILE_NAME.findall(original) if name not in candidate]
         if missing:
             return f"dropped {', '.join(missing)}"
+        # Small models "clarify" config.json into /path/to/config.json: a path the user
+        # never gave sends the worker outside the workspace.
+        invented = [name for name in _FILE_NAME.findall(candidate) if name not in original]
+        if invented:
+            return f"added {', '.join(invented)}"
         return None
