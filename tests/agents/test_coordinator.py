@@ -289,3 +289,21 @@ async def test_a_task_result_enters_the_conversation() -> None:
     await coordinator.chat("what was the result?")
     sent = [m.content for m in model.calls[1].messages]
     assert "[task t1 result] 42" in sent
+
+
+@pytest.mark.parametrize(
+    ("text", "prefer"),
+    [
+        ("How many lines has notes.txt?", True),
+        ("use Python to add 2 and 2", True),
+        ("list the files in the workspace", True),
+        ("hello!", False),
+        ("What is the capital of Italy?", False),
+    ],
+)
+async def test_messages_about_files_or_code_prefer_tools(text: str, prefer: bool) -> None:
+    model = ScriptedModel(["ok"])
+    coordinator, _ = routed(model)
+    await coordinator.chat(text)
+    settings = model.calls[0].settings
+    assert (settings is not None and settings.prefer_tools is True) is prefer

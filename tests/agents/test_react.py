@@ -374,3 +374,14 @@ async def test_react_against_the_real_builtin_server(
     assert "hello react" in answer.text
     assert {spec.name for spec in model.calls[0].tools} >= {"write_file", "read_file"}
     assert not processes_mentioning(str(ws)), "the builtin server outlived the registry"
+
+
+async def test_a_repeated_call_with_the_same_result_is_called_out() -> None:
+    call = ToolCall("add", {"a": 1, "b": 2})
+    model = ScriptedModel([call, ToolCall("add", {"b": 2, "a": 1}), "3"])
+    messages = conversation()
+    steps = await collect(react(model, FakeTools(), messages))
+    first, second = tool_messages(messages)
+    assert first.content == "3"
+    assert second.content.startswith("add returned exactly the same as in step 1;")
+    assert final(steps).text == "3"

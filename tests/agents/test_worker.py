@@ -142,7 +142,7 @@ async def test_tool_error_is_fed_back_and_the_task_still_finishes(
     bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
 ) -> None:
     task = await add_task(store)
-    model = ScriptedModel([ToolCall("fail", {}), "it failed, sorry"])
+    model = ScriptedModel([ToolCall("fail", {}), "failed", "it failed, sorry"])  # one nudge
     await make_worker(bus, store, model).run_task(task)
 
     progress, result = await drain(coordinator, 2)

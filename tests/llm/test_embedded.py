@@ -396,3 +396,18 @@ async def test_aclose_releases_the_server_and_refuses_new_calls() -> None:
     assert model._server is None
     with pytest.raises(OctopussyError, match="closed"):
         await model.complete(HELLO)
+
+
+async def test_prefer_tools_lists_the_answer_option_last() -> None:
+    reply = json.dumps({"tool": "final_answer", "arguments": {"answer": "ok"}})
+    server = FakeServer([reply])
+    model = make(server)
+    await model.complete(HELLO, tools=[WRITE], settings=ModelSettings(prefer_tools=True))
+    request = server.requests[0]
+    schema = request["response_format"]["json_schema"]["schema"]
+    assert [o["properties"]["tool"]["const"] for o in schema["anyOf"]] == [
+        "write_file",
+        "final_answer",
+    ]
+    system = request["messages"][0]["content"]
+    assert system.index("- write_file(") < system.index("- final_answer(")

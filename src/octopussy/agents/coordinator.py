@@ -37,7 +37,14 @@ from octopussy.agents.base import Agent
 from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
 from octopussy.errors import ConfigError, ModelBehaviorError, OctopussyError
-from octopussy.llm.base import ChatMessage, Model, ModelResponse, ToolCall, ToolSpec
+from octopussy.llm.base import (
+    ChatMessage,
+    Model,
+    ModelResponse,
+    ModelSettings,
+    ToolCall,
+    ToolSpec,
+)
 from octopussy.memory.shortterm import ShortTermMemory
 from octopussy.store.base import Store, TaskRecord
 
@@ -59,6 +66,14 @@ SHOWN_TYPES = frozenset(
 #: How much of a task result enters the conversation (characters).
 _RESULT_NOTE_CHARS = 1500
 _FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
+#: A message that mentions a file or code is most likely work for a worker: the decision
+#: is then asked with tools preferred (``ModelSettings.prefer_tools``). The model still
+#: decides; this only undoes a small model's habit of answering file questions itself.
+_WORK_HINT = re.compile(
+    r"[\w/-]*\.[A-Za-z][A-Za-z0-9]{0,5}\b"
+    r"|\b(?:files?|folders?|director(?:y|ies)|workspace|python|script|csv|json)\b",
+    re.IGNORECASE,
+)
 
 _DESCRIPTION = {
     "type": "string",
@@ -125,7 +140,11 @@ ROUTING_GUIDE = (
     "searching, listing, creating, editing), data in files, running code, and calculations "
     "beyond simple arithmetic. Never guess what a file contains. Answer directly only "
     "greetings, general knowledge and questions about this conversation or earlier task "
-    "results."
+    "results.\n"
+    "Examples: 'How many lines has notes.txt?' -> create_task. 'What port is in "
+    "config.json?' -> create_task. 'Sum the numbers in data.csv' -> create_task. "
+    "'What is the capital of Italy?' -> answer directly. 'Check the logs every hour' -> "
+    "schedule_task."
 )
 
 
@@ -284,10 +303,11 @@ class Coordinator(Agent):
         self.last_turn = None
         prompt = await self._prompt(text)
         tools = await self._routing_tools()
+        settings = ModelSettings(prefer_tools=True) if _WORK_HINT.search(text) else None
         final: ModelResponse | None = None
         shown = False
         try:
-            async for event in self.model.stream(prompt, tools=tools):
+            async for event in self.model.stream(prompt, tools=tools, settings=settings):
                 if event.kind != "delta":
                     final = event.response
                 elif shown:

@@ -64,6 +64,10 @@ DEFAULT_MAX_RESULT_CHARS = 8_000
 #: How much of the last useful content a partial answer quotes (characters).
 _PARTIAL_EXCERPT_CHARS = 2_000
 _FIX_HINT = "fix the arguments or pick another tool"
+_REPEAT_FEEDBACK = (
+    "{name} returned exactly the same as in step {step}; calling it again will not help. "
+    "Use that result: answer with the final answer now, or take a different next step."
+)
 _RETRY_NUDGE = (
     "Your last tool call failed. Fix the call (for example the path: use paths relative to "
     "the workspace) and try again. Only if the task truly cannot be done, answer with the "
@@ -189,6 +193,7 @@ async def react(
     steps = 0
     last_failed = False  # the previous tool result was an error
     nudged = False
+    seen: dict[tuple[str, str, str], int] = {}  # (tool, arguments, result) -> first step
     while steps < max_steps:
         steps += 1
         await conversation.compact_if_needed()
@@ -223,10 +228,18 @@ async def react(
             yield ToolCallStep(call)
             text, is_error = await _run_tool(tools, call, by_name.get(call.name), specs)
             text = truncate_result(text, max_result_chars)
+            key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str), text)
+            repeated = key in seen
+            if repeated:
+                # Small models loop on a call whose result they already have; the same
+                # result again will not help, so say that instead of repeating it.
+                text = _REPEAT_FEEDBACK.format(name=call.name, step=seen[key])
+            else:
+                seen[key] = steps
             conversation.append(ChatMessage.tool_result(call, text))
             yield ToolResultStep(call, text, is_error)
             last_failed = is_error
-            if not is_error and text.strip():
+            if not is_error and not repeated and text.strip():
                 last_useful = f"{call.name} returned:\n{text.strip()}"
     yield FinalAnswer(_partial_text(steps, last_useful), partial=True, steps=steps, usage=total)
 

@@ -76,8 +76,10 @@ def _default_identity(name: str, role: str) -> str:
     return (
         f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
         "using the available tools when they help; work on the files in the workspace with "
-        "relative paths. When you are done, give the final answer in one or two sentences: "
-        "what you did, and the values, numbers or file contents the task asked for."
+        "relative paths. To answer a question about a file, read it once, then answer; "
+        "compute sums, averages and counts over many values with execute_python (print the "
+        "result). When you are done, give the final answer in one or two sentences: what "
+        "you did, and the values, numbers or file contents the task asked for."
     )
 
 

@@ -86,6 +86,10 @@ class ModelSettings:
     temperature: float | None = None
     max_tokens: int | None = None
     timeout: float | None = None
+    #: The caller expects a tool call more than a direct answer. JSON-mode tool calling
+    #: (small local models) then presents the answer option last, against their habit
+    #: of answering; native tool calling ignores it.
+    prefer_tools: bool | None = None
 
     def merged(self, override: ModelSettings | None) -> ModelSettings:
         """This settings object with every non-None field of ``override`` applied."""
@@ -93,7 +97,7 @@ class ModelSettings:
             return self
         changes = {
             name: getattr(override, name)
-            for name in ("temperature", "max_tokens", "timeout")
+            for name in ("temperature", "max_tokens", "timeout", "prefer_tools")
             if getattr(override, name) is not None
         }
         return replace(self, **changes)

@@ -317,8 +317,11 @@ class EmbeddedModel(Model):
         conversation = jsontools.as_json_mode_messages(messages)
         schema: dict[str, Any] | None = None
         if tools:
-            schema = jsontools.tool_choice_schema(tools, answer=output_schema)
-            conversation = jsontools.with_system_block(conversation, jsontools.tools_prompt(tools))
+            last = bool(settings.prefer_tools)
+            schema = jsontools.tool_choice_schema(tools, answer=output_schema, answer_last=last)
+            conversation = jsontools.with_system_block(
+                conversation, jsontools.tools_prompt(tools, answer_last=last)
+            )
         elif output_schema is not None:
             schema = output_schema
             conversation = jsontools.with_system_block(

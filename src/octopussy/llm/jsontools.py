@@ -32,6 +32,7 @@ DEFAULT_MAX_ANSWER_CHARS = 4000
 DEFAULT_MAX_STRING_CHARS = 8000
 
 _FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.DOTALL)
+_ARGUMENT_RULE = "- Give every required argument, with the type the tool expects."
 _RAW_PREVIEW = 200  # characters of bad model output quoted in an error message
 
 
@@ -86,11 +87,13 @@ def tool_choice_schema(
     answer: dict[str, Any] | None = None,
     max_answer_chars: int = DEFAULT_MAX_ANSWER_CHARS,
     max_string_chars: int = DEFAULT_MAX_STRING_CHARS,
+    answer_last: bool = False,
 ) -> dict[str, Any]:
     """A JSON schema whose ``anyOf`` has one ``{"tool": NAME, "arguments": {...}}`` per tool.
 
     ``final_answer`` adds the pseudo-tool whose ``answer`` is free text, or matches the
     ``answer`` schema when one is given (a tools call that also asks for structured output).
+    It comes first unless ``answer_last`` (see ``ModelSettings.prefer_tools``).
     """
     options: list[dict[str, Any]] = []
     if final_answer:
@@ -108,6 +111,8 @@ def tool_choice_schema(
         options.append(_tool_option(tool.name, cap_strings(tool.parameters, max_string_chars)))
     if not options:
         raise ValueError("tool_choice_schema needs at least one tool or final_answer")
+    if answer_last and final_answer:
+        options = [*options[1:], options[0]]
     return {"anyOf": options}
 
 
@@ -124,14 +129,36 @@ def _tool_option(name: str, arguments: dict[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------- prompts
 
 
-def tools_prompt(tools: Sequence[ToolSpec], *, final_answer: bool = True) -> str:
-    """A system-prompt block that explains the tools and the one-JSON-object reply format."""
+def tools_prompt(
+    tools: Sequence[ToolSpec], *, final_answer: bool = True, answer_last: bool = False
+) -> str:
+    """A system-prompt block that explains the tools and the one-JSON-object reply format.
+
+    ``answer_last`` lists ``final_answer`` after the tools, for when a tool call is the
+    expected reply: measured on the embedded model, a file question ("How many lines has
+    notes.txt?") was answered from thin air 7 times in 18 with the answer option first,
+    and routed to a tool 18 times in 18 with it last.
+    """
     lines = [
         "You can use tools. Reply with exactly one JSON object and nothing else, in this form:",
         '{"tool": "<tool name>", "arguments": {<arguments for that tool>}}',
         "",
         "Tools:",
     ]
+    if answer_last:
+        for tool in tools:
+            lines.extend(_describe_tool(tool.name, tool.description, tool.parameters))
+        if final_answer:
+            lines.extend(
+                _describe_tool(
+                    FINAL_ANSWER,
+                    "Reply to the user directly, only when no file, data, code or computation "
+                    "is involved, or with the result once the work is done.",
+                    answer_schema(),
+                )
+            )
+        lines.extend(["", "Rules:", _ARGUMENT_RULE])
+        return "\n".join(lines)
     if final_answer:
         lines.extend(
             _describe_tool(
@@ -156,7 +183,7 @@ def tools_prompt(tools: Sequence[ToolSpec], *, final_answer: bool = True) -> str
         "- Call a tool only when the request needs it; use a tool that runs code only when "
         "asked for a computation or to run code."
     )
-    lines.append("- Give every required argument, with the type the tool expects.")
+    lines.append(_ARGUMENT_RULE)
     return "\n".join(lines)
 
 

@@ -261,9 +261,11 @@ class OpenAIModel(Model):
         settings: ModelSettings,
         usage: Usage,
     ) -> ModelResponse:
-        schema = jsontools.tool_choice_schema(tools, answer=output_schema)
+        last = bool(settings.prefer_tools)
+        schema = jsontools.tool_choice_schema(tools, answer=output_schema, answer_last=last)
         prompt = jsontools.with_system_block(
-            jsontools.as_json_mode_messages(messages), jsontools.tools_prompt(tools)
+            jsontools.as_json_mode_messages(messages),
+            jsontools.tools_prompt(tools, answer_last=last),
         )
         return await self._json_exchange(
             prompt,

@@ -831,7 +831,13 @@ def build_builtin_server(
 
     def write_file(
         path: Annotated[str, Field(description=f"The file to write. {_PATH_HELP}")],
-        content: Annotated[str, Field(description="The complete new content (UTF-8 text).")],
+        content: Annotated[
+            str,
+            Field(
+                description="The complete new content, exactly as it should be in the file "
+                "(UTF-8 text; no markdown code fences around it)."
+            ),
+        ],
     ) -> Annotated[CallToolResult, WriteFileResult]:
         with _tool_errors():
             return tools.write_file(path, content)
