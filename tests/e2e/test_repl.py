@@ -167,3 +167,32 @@ def test_do_gives_a_task_to_a_worker(chat: pexpect.spawn) -> None:
     see(chat, "done")
     chat.send("exit\r")
     finish(chat)
+
+
+def test_a_plain_message_becomes_a_task_with_a_real_tool_call(tmp_path: Path, home: Path) -> None:
+    """user message → coordinator (routing) → optimizer → worker → the real built-in MCP
+    server writes the file → the result appears above the prompt."""
+    import json
+
+    import yaml
+
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    script = [
+        json.dumps({"tool": "create_task", "arguments": {"description": "write hi to hello.txt"}}),
+        "Write the text hi into the file hello.txt.",  # the optimizer's rewrite
+        json.dumps({"tool": "write_file", "arguments": {"path": "hello.txt", "content": "hi"}}),
+        "I wrote hi into hello.txt.",
+    ]
+    config = {"llm": {"provider": "scripted", "script": script}, "workspace": str(workspace)}
+    child = spawn(tmp_path, home, yaml.safe_dump(config))
+    child.send("please write hi to hello.txt\r")
+    see(child, "Task assigned (ID:")
+    see(child, "calling tool write_file")
+    see(child, "[TASK RESULT] Task")
+    see(child, "I wrote hi into hello.txt.")
+    assert (workspace / "hello.txt").read_text() == "hi"
+    child.send("/task\r")
+    see(child, "usage: /task ID")
+    child.send("exit\r")
+    finish(child)
