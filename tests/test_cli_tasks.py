@@ -8,7 +8,12 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -19,7 +24,7 @@ from octopussy.config import load_config
 from octopussy.runtime import Runtime
 from octopussy.store.base import TaskStatus
 from octopussy.store.sqlite import SqliteStore
-from octopussy.testing import FunctionModel
+from octopussy.testing import FunctionModel, ScriptedModel
 
 CREATE = json.dumps(
     {"tool": "create_task", "arguments": {"description": "create hello.txt containing hi"}}
@@ -182,3 +187,61 @@ async def test_a_cancel_for_a_queued_task_with_no_process_is_final(tmp_path: Pat
     await store.close()
     assert stored is not None
     assert stored.status is TaskStatus.CANCELLED
+
+
+def test_a_task_killed_with_its_process_completes_once_after_restart(tmp_path: Path) -> None:
+    """SIGKILL a serve in the middle of a task; the next start resumes it; one result."""
+    config = write_config(tmp_path, ["never finishes in time"])
+    text = yaml.safe_load(config.read_text())
+    text["llm"]["script_delay"] = 120  # the worker's model call outlives the process
+    config.write_text(yaml.safe_dump(text))
+    loaded = load_config(config)
+
+    async def queue_one() -> str:
+        async with Runtime(loaded, background_agents=False) as runtime:
+            runtime.hand_over_tasks = True
+            return (await runtime.create_task("slow work")).id
+
+    task_id = asyncio.run(queue_one())
+    env = dict(os.environ, OCTOPUSSY_HOME=str(loaded.paths.home))
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "octopussy", "--config", str(config), "serve"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=env,
+    )
+
+    async def status() -> TaskStatus:
+        store = SqliteStore(loaded.paths.store)
+        await store.open()
+        try:
+            task = await store.get_task(task_id)
+            assert task is not None
+            return task.status
+        finally:
+            await store.close()
+
+    try:
+        deadline = time.monotonic() + 60
+        while asyncio.run(status()) is not TaskStatus.RUNNING:
+            assert time.monotonic() < deadline, "serve never started the task"
+            assert serve.poll() is None, "serve exited"
+            time.sleep(0.1)
+        serve.send_signal(signal.SIGKILL)  # a crash: no shutdown code runs
+        serve.wait(timeout=20)
+    finally:
+        if serve.poll() is None:
+            serve.kill()
+            serve.wait()
+    assert asyncio.run(status()) is TaskStatus.RUNNING  # what the crash left behind
+
+    async def restart() -> list[str]:
+        models = {"worker": ScriptedModel(["finished at last"])}
+        async with Runtime(loaded, models=models) as runtime:
+            await runtime.warm_up()
+            assert runtime.resumed == [task_id]
+            await runtime.pool.wait_idle(60)
+            return [r.content for r in await runtime.store.results(task_id) if r.kind == "result"]
+
+    assert asyncio.run(restart()) == ["finished at last"]
+    assert asyncio.run(status()) is TaskStatus.DONE
