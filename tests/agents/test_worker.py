@@ -127,6 +127,91 @@ async def test_success_with_a_tool_call(
     assert again.payload["response_number"] == 1
 
 
+class CountingStore:
+    """Wraps a store and counts the calls made to it, by method name."""
+
+    def __init__(self, store: SqliteStore) -> None:
+        self.store = store
+        self.calls: list[str] = []
+
+    def __getattr__(self, name: str) -> Any:
+        method = getattr(self.store, name)
+
+        async def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls.append(name)
+            return await method(*args, **kwargs)
+
+        return counted
+
+
+async def test_a_task_with_one_tool_call_takes_three_store_calls(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    await add_task(store)
+    counting = CountingStore(store)
+    model = ScriptedModel([ToolCall("add", {"a": 2, "b": 3}), "The sum is 5."])
+    worker = Worker("w1", bus=bus, store=counting, model=model, tools=FakeTools())  # type: ignore[arg-type]
+    await worker.run_task("t1")  # an id is enough: the claim reads the record
+    # claim (read + RUNNING), progress row + tool calls so far, result + DONE + data
+    assert counting.calls == ["claim_task", "add_result", "finish_task"]
+    record = await store.get_task("t1")
+    assert record is not None
+    assert (record.status, record.assigned_to) == (TaskStatus.DONE, "w1")
+    assert record.data["tool_calls"] == [
+        {"name": "add", "arguments": {"a": 2, "b": 3}, "is_error": False}
+    ]
+
+
+async def test_tool_calls_are_in_the_store_while_the_task_runs(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    await add_task(store)
+    second_call, release = asyncio.Event(), asyncio.Event()
+
+    async def answer(messages: list[ChatMessage], _info: CallInfo) -> ScriptItem:
+        if messages[-1].role != "tool":
+            return ToolCall("add", {"a": 2, "b": 3})
+        second_call.set()
+        await release.wait()
+        return "The sum is 5."
+
+    worker = make_worker(bus, store, FunctionModel(answer))
+    run = asyncio.create_task(worker.run_task("t1"))
+    async with asyncio.timeout(WAIT):
+        await second_call.wait()
+    # What a task view (or a crash) sees mid-task: the call, its outcome still to come.
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.status is TaskStatus.RUNNING
+    assert record.data["tool_calls"] == [{"name": "add", "arguments": {"a": 2, "b": 3}}]
+    assert record.data["usage"]["requests"] == 1
+    release.set()
+    async with asyncio.timeout(WAIT):
+        await run
+    record = await store.get_task("t1")
+    assert record is not None
+    assert record.data["tool_calls"][0]["is_error"] is False
+    assert record.data["usage"]["requests"] == 2
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED])
+async def test_a_finished_task_is_not_run_again(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox, status: TaskStatus
+) -> None:
+    task = await add_task(store)
+    await store.update_task("t1", status=status, assigned_to="someone")
+    model = ScriptedModel([])  # any model call fails the test
+    worker = make_worker(bus, store, model)
+    await worker.run_task(task)
+    await worker.run_task("missing")
+    assert model.calls == []
+    assert worker.tasks_run == 0
+    assert coordinator.qsize() == 0
+    record = await store.get_task("t1")
+    assert record is not None
+    assert (record.status, record.assigned_to) == (status, "someone")
+
+
 async def test_prompt_wins_over_description(
     bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
 ) -> None:

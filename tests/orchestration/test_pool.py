@@ -7,6 +7,7 @@ decided by the test; all waits are bounded.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -236,6 +237,54 @@ async def test_cancel_running_task(
     assert made == ["worker_1"]
     sent = await messages_in(coordinator)
     assert (MessageType.TASK_ERROR, "t1", {"error": CANCELLED_TEXT}) in sent
+
+
+async def test_cancel_of_a_run_before_its_first_step_is_silent(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    gates = Gates()
+    pool, _ = make_pool(bus, store, gates, max_workers=1)
+    await add(store, "t1")
+    await pool.submit("t1")  # dispatched: its asyncio task exists but has not run yet
+    assert await pool.cancel("t1") is True
+    await pool.wait_idle(WAIT)
+    assert await status_of(store, "t1") is TaskStatus.CANCELLED  # not left QUEUED
+    assert gates.order == []
+    assert await messages_in(coordinator) == []
+
+
+async def test_missing_and_finished_tasks_are_skipped(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    gates = Gates()
+    pool, _ = make_pool(bus, store, gates, max_workers=1)
+    await add(store, "finished", "t1")
+    await store.update_task("finished", status=TaskStatus.DONE)
+    for task_id in ("missing", "finished", "t1"):
+        await pool.submit(task_id)
+    await pool.wait_idle(WAIT)
+    assert gates.order == ["t1"]
+    assert await store.get_task("missing") is None
+    assert await store.results("finished") == []
+    sent = await messages_in(coordinator)
+    assert [(kind, task_id) for kind, task_id, _ in sent] == [(MessageType.TASK_RESULT, "t1")]
+
+
+async def test_dropped_workers_leave_no_logger_behind(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    def worker_loggers() -> set[str]:
+        names = logging.Logger.manager.loggerDict
+        return {name for name in names if name.startswith("octopussy.agent.worker_")}
+
+    before = worker_loggers()
+    pool, made = make_pool(bus, store, Gates(), max_workers=1, max_idle_workers=0)
+    for i in range(5):
+        await add(store, f"t{i}")
+        await pool.submit(f"t{i}")
+        await pool.wait_idle(WAIT)
+    assert len(made) == 5
+    assert worker_loggers() == before
 
 
 async def test_resume_after_a_crash_runs_each_task_once(

@@ -173,6 +173,110 @@ async def test_concurrent_data_updates_are_all_merged(store: Store) -> None:
     assert got.data == {f"k{i}": i for i in range(30)}
 
 
+async def test_claim_task_marks_it_running_for_the_worker(store: Store) -> None:
+    await store.add_task(task("t1", created_at=1000.0, updated_at=1000.0, data={"a": 1}))
+    claimed = await store.claim_task("t1", worker="worker_3")
+    assert claimed is not None
+    assert (claimed.status, claimed.assigned_to) == (TaskStatus.RUNNING, "worker_3")
+    assert (claimed.description, claimed.data, claimed.created_at) == ("do t1", {"a": 1}, 1000.0)
+    assert claimed.updated_at > 1000.0
+    assert await store.get_task("t1") == claimed
+    # Claimed again (a resumed or re-run task): the new worker takes it over.
+    again = await store.claim_task("t1", worker="worker_4")
+    assert again is not None
+    assert again.assigned_to == "worker_4"
+    assert again.updated_at >= claimed.updated_at
+
+
+@pytest.mark.parametrize("status", [TaskStatus.QUEUED, TaskStatus.SCHEDULED, TaskStatus.RUNNING])
+async def test_claim_task_takes_any_unfinished_task(store: Store, status: TaskStatus) -> None:
+    await store.add_task(task("t1", status=status))
+    claimed = await store.claim_task("t1", worker="w")
+    assert claimed is not None
+    assert claimed.status is TaskStatus.RUNNING
+
+
+@pytest.mark.parametrize("status", [TaskStatus.DONE, TaskStatus.FAILED, TaskStatus.CANCELLED])
+async def test_claim_task_refuses_a_finished_task(store: Store, status: TaskStatus) -> None:
+    await store.add_task(task("t1", status=status, assigned_to="before", updated_at=1000.0))
+    before = await store.get_task("t1")
+    assert await store.claim_task("t1", worker="w") is None
+    assert await store.get_task("t1") == before  # untouched
+
+
+async def test_claim_unknown_task_is_none(store: Store) -> None:
+    assert await store.claim_task("nope", worker="w") is None
+    assert await store.get_task("nope") is None
+
+
+async def test_finish_task_writes_result_status_and_data_together(store: Store) -> None:
+    await store.add_task(task("t1", status=TaskStatus.RUNNING, updated_at=1000.0, data={"a": 1}))
+    await store.add_result("t1", "result", "an earlier run")
+    await store.add_result("t1", "progress", "calling a tool")
+    stored = await store.finish_task(
+        "t1", status=TaskStatus.DONE, kind="result", content="five", data={"a": 2, "b": [3]}
+    )
+    assert isinstance(stored, TaskResult)
+    assert (stored.task_id, stored.number, stored.kind, stored.content) == (
+        "t1",
+        2,
+        "result",
+        "five",
+    )
+    assert (await store.results("t1"))[-1] == stored
+    got = await store.get_task("t1")
+    assert got is not None
+    assert (got.status, got.data) == (TaskStatus.DONE, {"a": 2, "b": [3]})
+    assert got.updated_at >= stored.timestamp > 1000.0
+
+    failed = await store.finish_task("t1", status=TaskStatus.FAILED, kind="error", content="boom")
+    assert failed.number == 1  # numbered per kind
+    got = await store.get_task("t1")
+    assert got is not None
+    assert (got.status, got.data) == (TaskStatus.FAILED, {"a": 2, "b": [3]})  # no data: kept
+
+
+async def test_finish_unknown_task_is_a_key_error_and_writes_nothing(store: Store) -> None:
+    with pytest.raises(KeyError):
+        await store.finish_task(
+            "nope", status=TaskStatus.DONE, kind="result", content="x", data={"k": 1}
+        )
+    assert await store.results("nope") == []
+    assert await store.get_task("nope") is None
+
+
+async def test_concurrent_finishes_number_results_and_merge_all_data(store: Store) -> None:
+    await store.add_task(task("t1"))
+    async with asyncio.timeout(WAIT):
+        made = await asyncio.gather(
+            *(
+                store.finish_task(
+                    "t1", status=TaskStatus.DONE, kind="result", content=f"r{i}", data={f"k{i}": i}
+                )
+                for i in range(30)
+            )
+        )
+    assert sorted(r.number for r in made) == list(range(1, 31))
+    got = await store.get_task("t1")
+    assert got is not None
+    assert got.data == {f"k{i}": i for i in range(30)}
+
+
+async def test_add_result_with_data_merges_it_into_the_task(store: Store) -> None:
+    await store.add_task(task("t1", status=TaskStatus.RUNNING, updated_at=1000.0, data={"a": 1}))
+    stored = await store.add_result("t1", "progress", "step 1", data={"calls": ["x"]})
+    assert (stored.number, stored.kind) == (1, "progress")
+    got = await store.get_task("t1")
+    assert got is not None
+    assert got.status is TaskStatus.RUNNING  # unchanged
+    assert got.data == {"a": 1, "calls": ["x"]}
+    assert got.updated_at > 1000.0
+    assert (await store.add_result("t1", "progress", "step 2", data={})).number == 2
+    with pytest.raises(KeyError):
+        await store.add_result("nope", "progress", "x", data={"k": 1})
+    assert await store.results("nope") == []
+
+
 async def test_list_tasks_newest_first_with_filter_and_limit(store: Store) -> None:
     for i, status in enumerate(
         [TaskStatus.DONE, TaskStatus.RUNNING, TaskStatus.QUEUED, TaskStatus.DONE]
@@ -499,6 +603,29 @@ async def test_two_instances_number_results_without_gaps(store_factory: StoreFac
             *(s.add_result("t1", "progress", f"{i}") for i in range(20) for s in (a, b))
         )
     assert sorted(r.number for r in made) == list(range(1, 41))
+
+
+async def test_a_task_finished_by_one_instance_is_never_revived_by_a_claim(
+    store_factory: StoreFactory,
+) -> None:
+    a, b = store_factory(), store_factory()
+    async with asyncio.timeout(WAIT):
+        await asyncio.gather(a.open(), b.open())
+        ids = [f"t{i}" for i in range(20)]
+        for task_id in ids:
+            await a.add_task(task(task_id))
+        await asyncio.gather(
+            *(
+                work
+                for task_id in ids
+                for work in (
+                    b.claim_task(task_id, worker="w"),
+                    a.finish_task(task_id, status=TaskStatus.CANCELLED, kind="error", content="x"),
+                )
+            )
+        )
+        statuses = {t.status for t in await a.list_tasks()}
+    assert statuses == {TaskStatus.CANCELLED}
 
 
 async def test_two_instances_claim_each_run_once(store_factory: StoreFactory) -> None:

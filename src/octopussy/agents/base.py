@@ -17,13 +17,33 @@ import asyncio
 import logging
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Mapping
+from collections.abc import Mapping, MutableMapping
 from typing import Any
 
 from octopussy.bus.base import Inbox, MessageBus
 from octopussy.bus.messages import Message, MessageType
 from octopussy.logs import agent_logger
 from octopussy.store.base import Store
+
+
+class AgentLog(logging.LoggerAdapter[logging.Logger]):
+    """An agent's log: the logger of its *kind* (``octopussy.agent.<kind>``), its name at
+    the start of each message (unless it is the kind itself, as for the coordinator).
+
+    One logger per kind, not per name: ``logging`` keeps every ``Logger`` it made for the
+    life of the process, and workers (``worker_1``, ``worker_2``, ...) come and go. The name
+    is also on each record as ``agent``.
+    """
+
+    def __init__(self, kind: str, name: str) -> None:
+        super().__init__(agent_logger(kind), {"agent": name})
+        self._prefix = "" if name == kind else f"{name}: "
+
+    def process(
+        self, msg: Any, kwargs: MutableMapping[str, Any]
+    ) -> tuple[Any, MutableMapping[str, Any]]:
+        msg, kwargs = super().process(msg, kwargs)
+        return (f"{self._prefix}{msg}" if self._prefix else msg), kwargs
 
 
 class Agent(ABC):
@@ -36,7 +56,7 @@ class Agent(ABC):
         self.name = name
         self.bus = bus
         self.store = store
-        self.log: logging.Logger = agent_logger(name)
+        self.log = AgentLog(self.kind, name)
         self._inbox: Inbox | None = None
         self.restarts = 0
 

@@ -1,20 +1,27 @@
 """The worker: runs one task at a time through the ReAct loop and reports on the bus.
 
-    run_task(task) ──► store: RUNNING, assigned_to=name
+    run_task(task or id) ──► store: claim_task (RUNNING, assigned_to=name; a missing or
+        │                      finished task is skipped: nothing runs, nothing is sent)
         │  long-term memory of the role: recall(task.description) ──► notes (task data
         │      "recalled"), appended to the identity as "Notes from earlier tasks ..."
         │  ShortTermMemory(identity [+ notes], task.prompt or task.description)
         ▼
-    react(...) ─┬─ ToolCallStep   ──► TASK_PROGRESS "calling tool X with {…}" + result "progress"
-                ├─ ToolResultStep ──► task data "tool_calls" (name, arguments, is_error)
-                ├─ ModelStep      ──► usage summed into task data "usage"
-                └─ FinalAnswer    ──► result "result", TASK_RESULT {result, response_number,
-                                      partial}, status DONE; then, unless partial,
+    react(...) ─┬─ ToolCallStep   ──► result "progress" + task data "tool_calls", "usage"
+                │                     (one transaction), TASK_PROGRESS "calling tool X with {…}"
+                ├─ ToolResultStep ──► is_error of the call, in memory (stored with the next write)
+                ├─ ModelStep      ──► usage summed, in memory (stored with the next write)
+                └─ FinalAnswer    ──► finish_task: result "result", status DONE, task data (one
+                                      transaction); TASK_RESULT {result, response_number,
+                                      partial}; then, unless partial,
                                       "Task: … Result: …" stored in long-term memory
-    BackendUnavailable / any error ──► result "error", TASK_ERROR {error}, status FAILED
+    BackendUnavailable / any error ──► finish_task: result "error", status FAILED; TASK_ERROR
     cancelled by the user          ──► status CANCELLED, TASK_ERROR "cancelled by the user",
                                       then the cancellation propagates
     cancelled for shutdown         ──► status QUEUED again (no message), then propagates
+
+Store writes per task: the claim, one per tool call, the finish. The tool calls so far go
+with each progress row, so a task view shows them while the task runs and a crash leaves
+them behind (the is_error of the last call and the latest usage come with the finish).
 
 ``run_task`` never raises except ``CancelledError``: a failing model, tool, bus or store
 is reported and recorded, and the worker stays usable for the next task. The pool calls
@@ -76,7 +83,9 @@ def _default_identity(name: str, role: str) -> str:
     return (
         f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
         "using the available tools when they help; work on the files in the workspace with "
-        "relative paths. To answer a question about a file, read it once, then answer; "
+        "relative paths. To change part of a file use edit_file (replace_all=true for every "
+        "occurrence); to add lines at its end use write_file with append=true. "
+        "To answer a question about a file, read it once, then answer; "
         "compute sums, averages and counts over many values with execute_python (print the "
         "result). When you are done, give the final answer in one or two sentences: what "
         "you did, and the values, numbers or file contents the task asked for."
@@ -140,8 +149,7 @@ class Worker(Agent):
             return
         raw_id = message.task_id or message.payload.get("task_id")
         task_id = str(raw_id) if raw_id else uuid.uuid4().hex
-        task = await self.task_store.get_task(task_id)
-        if task is None:
+        if await self.task_store.get_task(task_id) is None:
             description = str(message.payload.get("description", ""))
             prompt = message.payload.get("prompt")
             task = TaskRecord(
@@ -151,27 +159,28 @@ class Worker(Agent):
                 prompt=str(prompt) if prompt else None,
             )
             await self.task_store.add_task(task)
-        elif task.status.finished:
-            self.log.info("task %s is already %s; not running it again", task.id, task.status)
-            return
-        await self.run_task(task)
+        await self.run_task(task_id)  # a finished task is not claimed, so not run again
 
     # -- running one task
 
-    async def run_task(self, task: TaskRecord) -> None:
-        """Run ``task`` to an end state; never raises except ``CancelledError``."""
-        self.current_task = task.id
-        self.tasks_run += 1
+    async def run_task(self, task: TaskRecord | str) -> None:
+        """Claim ``task`` (a record or an id) and run it to an end state; a task that is not
+        in the store or already finished is skipped. Never raises except ``CancelledError``."""
+        task_id = task if isinstance(task, str) else task.id
+        self.current_task = task_id
         usage = Usage()
         tool_calls: list[dict[str, Any]] = []
         final: FinalAnswer | None = None
         try:
-            await self.task_store.update_task(
-                task.id, status=TaskStatus.RUNNING, assigned_to=self.name
-            )
+            # One round trip reads and marks the task; the record it returns is the fresh one.
+            record = await self.task_store.claim_task(task_id, worker=self.name)
+            if record is None:
+                self.log.info("task %s is not in the store or already finished; skipped", task_id)
+                return
+            self.tasks_run += 1
             memory = ShortTermMemory(
-                identity=await self._identity_with_notes(task),
-                task=task.prompt or task.description,
+                identity=await self._identity_with_notes(record),
+                task=record.prompt or record.description,
                 budget_tokens=self.budget_tokens,
                 summarizer=self.model,
             )
@@ -179,36 +188,33 @@ class Worker(Agent):
                 if isinstance(step, ModelStep):
                     usage = usage + step.usage
                 elif isinstance(step, ToolCallStep):
-                    await self._progress(task.id, step)
                     tool_calls.append({"name": step.call.name, "arguments": self._args(step)})
+                    await self._progress(task_id, step, tool_calls, usage)
                 elif isinstance(step, ToolResultStep):
                     if tool_calls:
                         tool_calls[-1]["is_error"] = step.is_error
-                    await self.task_store.update_task(
-                        task.id, data={"tool_calls": tool_calls, "usage": usage.as_dict()}
-                    )
                 elif isinstance(step, FinalAnswer):
-                    await self._finish(task.id, step, tool_calls, usage)
+                    await self._finish(task_id, step, tool_calls, usage)
                     final = step
         except asyncio.CancelledError:
             if self._shutdown:
-                await self._safely(self._requeue(task.id, tool_calls, usage))
+                await self._safely(self._requeue(task_id, tool_calls, usage))
             else:
-                await self._safely(self._cancelled(task.id, tool_calls, usage))
+                await self._safely(self._cancelled(task_id, tool_calls, usage))
             raise
         except BackendUnavailable as exc:
             await self._safely(
-                self._failed(task.id, f"backend unavailable: {exc}", tool_calls, usage)
+                self._failed(task_id, f"backend unavailable: {exc}", tool_calls, usage)
             )
         except Exception as exc:
-            self.log.exception("task %s failed", task.id)
+            self.log.exception("task %s failed", task_id)
             error = f"{type(exc).__name__}: {exc}"
-            await self._safely(self._failed(task.id, error, tool_calls, usage))
+            await self._safely(self._failed(task_id, error, tool_calls, usage))
         else:
             # Outside the try: the task is DONE and reported; a cancellation while storing
             # must not turn it into CANCELLED or QUEUED.
             if final is not None and not final.partial and self.long_term is not None:
-                await self.long_term.remember(task.id, _task_text(task), final.text)
+                await self.long_term.remember(task_id, _task_text(record), final.text)
         finally:
             self.current_task = None
 
@@ -235,19 +241,24 @@ class Worker(Agent):
             step.call.arguments if len(text) <= _ARGUMENT_CHARS else _short(text, _ARGUMENT_CHARS)
         )
 
-    async def _progress(self, task_id: str, step: ToolCallStep) -> None:
+    async def _progress(
+        self, task_id: str, step: ToolCallStep, tool_calls: list[dict[str, Any]], usage: Usage
+    ) -> None:
         arguments = json.dumps(step.call.arguments, ensure_ascii=False, default=str)
         text = _short(f"calling tool {step.call.name} with {arguments}", _PROGRESS_CHARS)
-        await self.task_store.add_result(task_id, "progress", text)
+        await self.task_store.add_result(
+            task_id, "progress", text, data={"tool_calls": tool_calls, "usage": usage.as_dict()}
+        )
         await self._notify(MessageType.TASK_PROGRESS, {"text": text}, task_id)
 
     async def _finish(
         self, task_id: str, answer: FinalAnswer, tool_calls: list[dict[str, Any]], usage: Usage
     ) -> None:
-        stored = await self.task_store.add_result(task_id, "result", answer.text)
-        await self.task_store.update_task(
+        stored = await self.task_store.finish_task(
             task_id,
             status=TaskStatus.DONE,
+            kind="result",
+            content=answer.text,
             data={
                 "tool_calls": tool_calls,
                 "usage": usage.as_dict(),
@@ -265,11 +276,12 @@ class Worker(Agent):
         self, task_id: str, error: str, tool_calls: list[dict[str, Any]], usage: Usage
     ) -> None:
         self.log.warning("task %s failed: %s", task_id, error)
-        await self._safely(self.task_store.add_result(task_id, "error", error))
         await self._safely(
-            self.task_store.update_task(
+            self.task_store.finish_task(
                 task_id,
                 status=TaskStatus.FAILED,
+                kind="error",
+                content=error,
                 data={"tool_calls": tool_calls, "usage": usage.as_dict(), "error": error},
             )
         )
@@ -311,4 +323,4 @@ class Worker(Agent):
         except asyncio.CancelledError:
             raise
         except Exception:
-            self.log.exception("worker %s: bookkeeping failed", self.name)
+            self.log.exception("bookkeeping failed")

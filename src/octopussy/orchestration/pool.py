@@ -3,16 +3,18 @@
     submit(id) ──► FIFO queue ──► idle worker (reused) or make_worker("worker_N")
                                    while busy < max_workers
                        ▲                     │ one owned asyncio task per run
-                       │                     ▼ worker.run_task(record)
+                       │                     ▼ worker.run_task(id): claims it in the store
                        └── next queued ◄── run ends: worker idle (at most max_idle_workers
                                                      are kept, the rest are dropped)
 
-The task must already be in the store as ``QUEUED``; the pool only holds ids and loads
-the record when a run starts (a task that reached an end state meanwhile is skipped).
+The task must already be in the store as ``QUEUED``; the pool only holds ids, and the
+worker claims the task (reads it and marks it ``RUNNING`` in one store call) when its run
+starts: a task that reached an end state meanwhile is skipped.
 
 Cancellation: ``cancel`` of a running task cancels its run (the worker marks it
-``CANCELLED`` and sends ``TASK_ERROR`` "cancelled by the user"); of a queued task removes
-it and marks it ``CANCELLED`` in the store without any message (no worker ever saw it).
+``CANCELLED`` and sends ``TASK_ERROR`` "cancelled by the user"); of a queued task, or of a
+run cancelled before its first step, removes it and marks it ``CANCELLED`` in the store
+without any message (no worker ever saw it).
 
 Stopping and resuming — the choice made here: ``stop`` is the *process* going away, not
 the user giving up. Interrupted runs are therefore put back to ``QUEUED`` (the worker does
@@ -97,7 +99,7 @@ class WorkerPool:
         while self._queue and len(self._busy) < self.max_workers and not self._stopping:
             task_id = self._queue.popleft()
             worker = self._idle.pop() if self._idle else self._new_worker()
-            run = asyncio.create_task(self._run(worker, task_id), name=f"{worker.name}:{task_id}")
+            run = asyncio.create_task(worker.run_task(task_id), name=f"{worker.name}:{task_id}")
             self._busy[task_id] = _Run(worker, run)
             run.add_done_callback(functools.partial(self._finished, task_id))
         self._update_quiet()
@@ -107,21 +109,6 @@ class WorkerPool:
         worker = self._make_worker(f"worker_{self._created}")
         log.debug("created %s", worker.name)
         return worker
-
-    async def _run(self, worker: Worker, task_id: str) -> None:
-        try:
-            record = await self._store.get_task(task_id)
-        except asyncio.CancelledError:
-            if not self._stopping:  # cancelled before the worker saw it
-                await self._store.update_task(task_id, status=TaskStatus.CANCELLED)
-            raise
-        if record is None:
-            log.warning("task %s is not in the store; skipped", task_id)
-            return
-        if record.status.finished:
-            log.info("task %s is already %s; skipped", task_id, record.status)
-            return
-        await worker.run_task(record)
 
     def _finished(self, task_id: str, done: asyncio.Task[None]) -> None:
         run = self._busy.pop(task_id, None)
@@ -146,8 +133,13 @@ class WorkerPool:
         """Cancel a running or queued task; False if the pool does not hold it."""
         run = self._busy.get(task_id)
         if run is not None:
+            # A run that has not taken its first step never enters run_task (the worker sets
+            # current_task on entry), so nobody would mark the task: do it here, silently.
+            started = run.worker.current_task == task_id
             run.task.cancel()
             await asyncio.wait({run.task})
+            if not started:
+                await self._store.update_task(task_id, status=TaskStatus.CANCELLED)
             return True
         if task_id in self._queue:
             self._queue.remove(task_id)

@@ -1,6 +1,7 @@
 """The ``Store`` Protocol: what must survive a restart.
 
-    tasks      one row per task (status, description, prompt, who runs it, extra data)
+    tasks      one row per task (status, description, prompt, who runs it, extra data);
+               claimed (read + RUNNING) and finished (result + status + data) atomically
     results    numbered responses / errors / progress per task, append-only
     events     everything shown to the user (notifications, results), append-only
     seen keys  dedup keys per namespace (processed mail, notified events), prunable
@@ -110,6 +111,25 @@ class Store(Protocol):
         """Change the given fields (``data`` is merged key by key); raises ``KeyError``."""
         ...
 
+    async def claim_task(self, task_id: str, *, worker: str) -> TaskRecord | None:
+        """Mark a task that is not finished ``RUNNING`` with ``assigned_to = worker`` and
+        return the new record; None if it is unknown or finished. Atomic: a task finished
+        (or cancelled) concurrently is either claimed before or refused, never revived."""
+        ...
+
+    async def finish_task(
+        self,
+        task_id: str,
+        *,
+        status: TaskStatus,
+        kind: str,
+        content: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> TaskResult:
+        """Append the next result of ``kind`` (as ``add_result``), set ``status`` and merge
+        ``data`` in one transaction; raises ``KeyError`` (and writes nothing) if unknown."""
+        ...
+
     async def list_tasks(
         self, *, statuses: Sequence[TaskStatus] | None = None, limit: int = 100
     ) -> list[TaskRecord]:
@@ -117,8 +137,11 @@ class Store(Protocol):
         ...
 
     # results ---------------------------------------------------------------
-    async def add_result(self, task_id: str, kind: str, content: str) -> TaskResult:
-        """Append a response; numbers count from 1 per task and kind."""
+    async def add_result(
+        self, task_id: str, kind: str, content: str, *, data: Mapping[str, Any] | None = None
+    ) -> TaskResult:
+        """Append a response; numbers count from 1 per task and kind. With ``data``, also
+        merge it into the task's data in the same transaction (``KeyError`` if unknown)."""
         ...
 
     async def results(self, task_id: str) -> list[TaskResult]:

@@ -106,6 +106,12 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
 SCHEMA_VERSION: Final = len(_MIGRATIONS)
 
 _TASK_COLUMNS: Final = "id, description, status, created_at, updated_at, assigned_to, prompt, data"
+_FINISHED: Final = tuple(status.value for status in TaskStatus if status.finished)
+_CLAIM_TASK: Final = (
+    "UPDATE tasks SET status = ?, assigned_to = ?, updated_at = MAX(updated_at, ?)"
+    f" WHERE id = ? AND status NOT IN ({', '.join('?' * len(_FINISHED))})"
+    f" RETURNING {_TASK_COLUMNS}"
+)
 _SCHEDULE_COLUMNS: Final = (
     "id, task_id, spec, description, created_at, next_run, last_run, runs, active"
 )
@@ -166,6 +172,45 @@ def _immediate(conn: sqlite3.Connection) -> Iterator[None]:
         conn.execute("ROLLBACK")
         raise
     conn.execute("COMMIT")
+
+
+def _insert_result(
+    conn: sqlite3.Connection, task_id: str, kind: str, content: str, timestamp: float
+) -> int:
+    """Append a result numbered inside the one INSERT statement, so concurrent writers
+    (even other processes) never get the same number; returns the number."""
+    number: int = conn.execute(
+        "INSERT INTO results (task_id, kind, number, content, timestamp)"
+        " SELECT ?, ?, COALESCE(MAX(number), 0) + 1, ?, ?"
+        " FROM results WHERE task_id = ? AND kind = ?"
+        " RETURNING number",
+        (task_id, kind, content, timestamp, task_id, kind),
+    ).fetchone()[0]
+    return number
+
+
+def _merge_task(
+    conn: sqlite3.Connection,
+    task_id: str,
+    *,
+    status: TaskStatus | None,
+    patch: Mapping[str, Any],
+    now: float,
+) -> bool:
+    """Merge ``patch`` into the task's data key by key, set ``status`` (unless None) and
+    bump ``updated_at``; False if the task is unknown. Call inside ``_immediate``."""
+    row = conn.execute("SELECT data, updated_at FROM tasks WHERE id = ?", (task_id,)).fetchone()
+    if row is None:
+        return False
+    data = json.loads(row["data"])
+    data.update(patch)
+    # Only the columns that change: an UPDATE of ``status`` also rewrites its index entry.
+    columns, values = ["data = ?", "updated_at = ?"], [_dumps(data), max(now, row["updated_at"])]
+    if status is not None:
+        columns.append("status = ?")
+        values.append(status.value)
+    conn.execute(f"UPDATE tasks SET {', '.join(columns)} WHERE id = ?", (*values, task_id))
+    return True
 
 
 class SqliteStore:
@@ -425,6 +470,55 @@ class SqliteStore:
             raise KeyError(task_id)
         return task
 
+    async def claim_task(self, task_id: str, *, worker: str) -> TaskRecord | None:
+        """Mark the task ``RUNNING`` for ``worker`` unless it is unknown or finished; returns
+        the new record or None. One conditional ``UPDATE ... RETURNING``: a concurrent finish
+        or cancel (in any process) lands either before (refused) or after the claim."""
+        params = (TaskStatus.RUNNING.value, worker, time.time(), task_id, *_FINISHED)
+
+        def job() -> TaskRecord | None:
+            row = self._db().execute(_CLAIM_TASK, params).fetchone()
+            return None if row is None else _task_from_row(row)
+
+        return await self._run(job)
+
+    async def finish_task(
+        self,
+        task_id: str,
+        *,
+        status: TaskStatus,
+        kind: str,
+        content: str,
+        data: Mapping[str, Any] | None = None,
+    ) -> TaskResult:
+        """Append the next result of ``kind``, set ``status`` and merge ``data`` in one
+        ``BEGIN IMMEDIATE`` transaction. Raises ``KeyError`` (nothing written) if unknown."""
+        patch = {} if data is None else dict(data)
+        return await self._result_with_task(task_id, kind, content, TaskStatus(status), patch)
+
+    async def _result_with_task(
+        self,
+        task_id: str,
+        kind: str,
+        content: str,
+        status: TaskStatus | None,
+        patch: Mapping[str, Any],
+    ) -> TaskResult:
+        """One transaction: merge ``patch`` (and ``status``) into the task, append the result."""
+        timestamp = time.time()
+
+        def job() -> int | None:
+            conn = self._db()
+            with _immediate(conn):
+                if not _merge_task(conn, task_id, status=status, patch=patch, now=timestamp):
+                    return None
+                return _insert_result(conn, task_id, kind, content, timestamp)
+
+        number = await self._run(job)
+        if number is None:
+            raise KeyError(task_id)
+        return TaskResult(task_id, number, kind, content, timestamp)
+
     async def list_tasks(
         self, *, statuses: Sequence[TaskStatus] | None = None, limit: int = 100
     ) -> list[TaskRecord]:
@@ -447,25 +541,18 @@ class SqliteStore:
 
     # results --------------------------------------------------------------------
 
-    async def add_result(self, task_id: str, kind: str, content: str) -> TaskResult:
-        """Append a response numbered from 1 per (task, kind). The number is chosen inside
-        the single INSERT statement, so concurrent writers (even other processes) never
-        get the same one."""
+    async def add_result(
+        self, task_id: str, kind: str, content: str, *, data: Mapping[str, Any] | None = None
+    ) -> TaskResult:
+        """Append a response numbered from 1 per (task, kind); the number is chosen inside
+        the INSERT itself. With ``data``, also merge it into the task's data, in one
+        transaction with the row (``KeyError``, nothing written, if the task is unknown)."""
+        if data is not None:
+            return await self._result_with_task(task_id, kind, content, None, dict(data))
         timestamp = time.time()
 
-        def job() -> int:
-            number: int = (
-                self._db()
-                .execute(
-                    "INSERT INTO results (task_id, kind, number, content, timestamp)"
-                    " SELECT ?, ?, COALESCE(MAX(number), 0) + 1, ?, ?"
-                    " FROM results WHERE task_id = ? AND kind = ?"
-                    " RETURNING number",
-                    (task_id, kind, content, timestamp, task_id, kind),
-                )
-                .fetchone()[0]
-            )
-            return number
+        def job() -> int:  # one statement: no transaction needed
+            return _insert_result(self._db(), task_id, kind, content, timestamp)
 
         number = await self._run(job)
         return TaskResult(task_id, number, kind, content, timestamp)
