@@ -196,7 +196,7 @@ async def test_an_answer_right_after_a_failed_call_gets_one_retry_nudge() -> Non
     steps = await collect(react(model, FakeTools(), conversation()))
     nudge = model.calls[2].messages[-1]
     assert nudge.role == "user"
-    assert nudge.content.startswith("Your last tool call failed. Fix the call")
+    assert nudge.content.startswith("Your fail call failed and has not succeeded since.")
     # Once per run: the second answer after a failure is final.
     assert final(steps).text == "it failed"
     assert len(model.calls) == 4

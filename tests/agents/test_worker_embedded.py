@@ -50,6 +50,7 @@ async def test_create_a_file_and_read_it_back_on_the_embedded_model(tmp_path: Pa
         task = await runtime.store.get_task(turn.task_ids[0])
     assert task is not None
     assert task.status is TaskStatus.DONE, task.data
+    assert (workspace / "hello.txt").is_file(), (task.prompt, task.data)
     assert (workspace / "hello.txt").read_text().strip() == "hi"
     names = [call["name"] for call in task.data["tool_calls"]]
     assert "write_file" in names

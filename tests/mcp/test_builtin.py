@@ -217,6 +217,28 @@ async def test_write_file_creates_parents_and_counts_bytes(client: Client, works
     assert (workspace / "new" / "deep" / "file.txt").read_text() == "short"
 
 
+async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path) -> None:
+    await ok(client, "write_file", path="log.txt", content="one")
+    result = await ok(client, "write_file", path="log.txt", content="two\n", append=True)
+    assert "appended to the end" in text(result)
+    assert (workspace / "log.txt").read_text() == "one\ntwo\n"
+    await ok(client, "write_file", path="log.txt", content="three", append=True)
+    assert (workspace / "log.txt").read_text() == "one\ntwo\nthree"
+    fresh = await ok(client, "write_file", path="new.txt", content="x", append=True)
+    assert data(fresh)["created"] is True
+
+
+async def test_write_file_strips_a_markdown_fence_except_in_markup(
+    client: Client, workspace: Path
+) -> None:
+    fenced = "```json\n{\"a\": 1}\n```\n"
+    result = await ok(client, "write_file", path="data.json", content=fenced)
+    assert "removed the markdown code fence" in text(result)
+    assert (workspace / "data.json").read_text() == '{"a": 1}\n'
+    await ok(client, "write_file", path="notes.md", content=fenced)
+    assert (workspace / "notes.md").read_text() == fenced
+
+
 async def test_write_file_mistakes(client: Client, workspace: Path) -> None:
     assert "outside the workspace" in await error(
         client, "write_file", path="../escape.txt", content="x"
@@ -349,6 +371,11 @@ async def test_search_files_by_pattern(client: Client) -> None:
     assert data(within)["matches"][0]["path"] == "src/pkg/__init__.py"
 
 
+async def test_search_files_by_a_bare_word_suggests_a_text_search(client: Client) -> None:
+    result = await ok(client, "search_files", pattern="Demo")
+    assert "call search_files with text='Demo'" in text(result)
+
+
 async def test_search_files_for_text_and_regex(client: Client, workspace: Path) -> None:
     (workspace / "image.bin").write_bytes(b"TODO\x00binary")
     found = await ok(client, "search_files", text="TODO")
@@ -444,6 +471,15 @@ async def test_execute_python_timeout_is_capped_by_config(client: Client) -> Non
     )
     assert data(slow)["timed_out"] is True
     assert text(slow).startswith("timed out (killed)")
+
+
+@needs_bwrap
+async def test_execute_python_given_a_shell_command_says_how_to_run_the_script(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "hello.py").write_text("print('hi')\n")
+    result = await ok(client, "execute_python", code="python hello.py")
+    assert "runpy.run_path('hello.py')" in text(result)
 
 
 @needs_bwrap

@@ -69,9 +69,9 @@ _REPEAT_FEEDBACK = (
     "Use that result: answer with the final answer now, or take a different next step."
 )
 _RETRY_NUDGE = (
-    "Your last tool call failed. Fix the call (for example the path: use paths relative to "
-    "the workspace) and try again. Only if the task truly cannot be done, answer with the "
-    "reason."
+    "Your {name} call failed and has not succeeded since. Fix the call as its error says "
+    "(for example the path: use paths relative to the workspace) and try again. Only if "
+    "the task truly cannot be done, answer with the reason."
 )
 
 
@@ -191,7 +191,7 @@ async def react(
     total = Usage()
     last_useful = ""
     steps = 0
-    last_failed = False  # the previous tool result was an error
+    unresolved: str | None = None  # a tool that failed and has not succeeded since
     nudged = False
     seen: dict[tuple[str, str, str], int] = {}  # (tool, arguments, result) -> first step
     while steps < max_steps:
@@ -215,11 +215,11 @@ async def react(
         if response.text.strip():
             last_useful = response.text.strip()
         if not response.tool_calls:
-            if last_failed and not nudged and steps < max_steps:
-                # Measured on the embedded model: after one failed call it tends to hand
-                # the error text to the user as the answer. One reminder, once per run.
+            if unresolved is not None and not nudged and steps < max_steps:
+                # Measured on the embedded model: after a failed call it tends to hand the
+                # error (or the unchanged file) to the user as the answer. One reminder.
                 nudged = True
-                conversation.append(ChatMessage.user(_RETRY_NUDGE))
+                conversation.append(ChatMessage.user(_RETRY_NUDGE.format(name=unresolved)))
                 continue
             yield FinalAnswer(response.text, partial=False, steps=steps, usage=total)
             return
@@ -238,7 +238,10 @@ async def react(
                 seen[key] = steps
             conversation.append(ChatMessage.tool_result(call, text))
             yield ToolResultStep(call, text, is_error)
-            last_failed = is_error
+            if is_error and call.name in by_name:  # an unknown tool is not worth a retry
+                unresolved = call.name
+            elif call.name == unresolved:
+                unresolved = None
             if not is_error and not repeated and text.strip():
                 last_useful = f"{call.name} returned:\n{text.strip()}"
     yield FinalAnswer(_partial_text(steps, last_useful), partial=True, steps=steps, usage=total)

@@ -400,24 +400,40 @@ class BuiltinTools:
 
     # -- write_file
 
-    def write_file(self, path: str, content: str) -> CallToolResult:
+    def write_file(self, path: str, content: str, append: bool = False) -> CallToolResult:
         ws = self.workspace
         real = ws.resolve(path)
         rel = ws.relative(real)
         created = not real.exists()
-        data = content.encode("utf-8")
-        fd = ws.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, create_parents=True)
+        notes: list[str] = []
+        fenced = _FENCED.match(content)
+        if fenced and real.suffix.lower() not in _MARKUP_SUFFIXES:
+            # Models wrap file content in a markdown fence; a JSON or Python file with the
+            # fence in it is broken, so the fence goes and the result says so.
+            content = fenced.group(1) + "\n"
+            notes.append("removed the markdown code fence around the content")
+        mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
+        fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
-            if not stat.S_ISREG(os.fstat(fd).st_mode):
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode):
                 raise ToolError(f"{path!r} is not a regular file")
+            if append and st.st_size and content and os.pread(fd, 1, st.st_size - 1) != b"\n":
+                content = "\n" + content  # a new line, not glued to the last one
+            data = content.encode("utf-8")
             view = memoryview(data)
             while view:
                 written = os.write(fd, view)
                 view = view[written:]
         finally:
             os.close(fd)
-        what = "new file" if created else "replaced the previous content"
+        if created:
+            what = "new file"
+        else:
+            what = "appended to the end" if append else "replaced the previous content"
         text = f"Wrote {len(data)} bytes to {rel} ({what})."
+        if notes:
+            text += " Note: " + "; ".join(notes) + "."
         return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
 
     # -- edit_file
@@ -658,9 +674,13 @@ class BuiltinTools:
                 f"(pattern {pattern!r}, {where})"
             )
         if not data.matches:
-            summary = f"No matches: {summary}" + (
-                "; try a broader pattern like '**/*' or check the spelling"
-            )
+            hint = "try a broader pattern like '**/*' or check the spelling"
+            if text is None and not any(char in pattern for char in "*?[./"):
+                hint = (
+                    f"pattern matches file names; to find files that contain {pattern!r}, "
+                    f"call search_files with text={pattern!r}"
+                )
+            summary = f"No matches: {summary}; {hint}"
         notes: list[str] = []
         if data.truncated:
             notes.append(
@@ -690,6 +710,13 @@ class BuiltinTools:
         capped = timeout_seconds is not None and timeout_seconds > limit
         timeout = limit if timeout_seconds is None or capped else timeout_seconds
         result = await self.sandbox.run_python(code, timeout_seconds=timeout)
+        command = _SHELL_PYTHON.match(code)
+        if command and result.exit_code != 0:
+            script = command.group(1)
+            result.notes.append(
+                f"code is Python source, not a shell command; to run {script}, call "
+                f"execute_python with code: import runpy; runpy.run_path({script!r})"
+            )
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
@@ -769,6 +796,9 @@ def _format_run(result: SandboxResult) -> str:
 # ---------------------------------------------------------------------- the server
 
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
+_FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
+_MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
+_SHELL_PYTHON = re.compile(r"\A\s*python3?\s+([\w./-]+\.py)\b")
 
 
 def build_builtin_server(
@@ -834,18 +864,25 @@ def build_builtin_server(
         content: Annotated[
             str,
             Field(
-                description="The complete new content, exactly as it should be in the file "
-                "(UTF-8 text; no markdown code fences around it)."
+                description="The content, exactly as it should be in the file (UTF-8 text; "
+                "no markdown code fences around it)."
             ),
         ],
+        append: Annotated[
+            bool,
+            Field(
+                description="Add content at the end of the file (on a new line) instead of "
+                "replacing everything in it."
+            ),
+        ] = False,
     ) -> Annotated[CallToolResult, WriteFileResult]:
         with _tool_errors():
-            return tools.write_file(path, content)
+            return tools.write_file(path, content, append)
 
     descriptions["write_file"] = (
-        "Create or overwrite a text file in the workspace with the given content; missing "
-        "parent directories are created. Returns the number of bytes written. To change part "
-        "of an existing file, prefer edit_file."
+        "Create or overwrite a text file in the workspace with the given content, or add to "
+        "its end with append=true; missing parent directories are created. Returns the "
+        "number of bytes written. To change part of an existing file, use edit_file."
     )
 
     def edit_file(
