@@ -231,7 +231,7 @@ async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path)
 async def test_write_file_strips_a_markdown_fence_except_in_markup(
     client: Client, workspace: Path
 ) -> None:
-    fenced = "```json\n{\"a\": 1}\n```\n"
+    fenced = '```json\n{"a": 1}\n```\n'
     result = await ok(client, "write_file", path="data.json", content=fenced)
     assert "removed the markdown code fence" in text(result)
     assert (workspace / "data.json").read_text() == '{"a": 1}\n'
