@@ -12,8 +12,10 @@ from pathlib import Path
 
 from octopussy.calendar.base import CalendarBackend
 from octopussy.calendar.ics import IcsBackend
-from octopussy.calendar.watcher import ReminderPolicy
+from octopussy.calendar.text import local_zone
+from octopussy.calendar.watcher import CalendarWatcher, ReminderPolicy
 from octopussy.config import CalendarAgentSettings, CalendarSource
+from octopussy.store.base import Store
 
 
 def _minutes(value: int | list[int]) -> tuple[int, ...]:
@@ -71,3 +73,16 @@ def build_calendars(
         (build_backend(source, zone=zone, home=home), policy_for(source, settings))
         for source in settings.watched()
     ]
+
+
+def build_watcher(
+    settings: CalendarAgentSettings, store: Store, *, home: Path, env_tz: str | None
+) -> CalendarWatcher:
+    """The watcher over every calendar of ``settings``, in the configured (or system) zone."""
+    zone = local_zone(settings.timezone, env_tz=env_tz)
+    return CalendarWatcher(
+        build_calendars(settings, zone=zone, home=home),
+        store,
+        zone=zone,
+        poll_interval=settings.poll_interval_seconds,
+    )

@@ -139,9 +139,16 @@ class GoogleBackend:
 
         flow = InstalledAppFlow.from_client_secrets_file(str(self.credentials_path), SCOPES)
         log.warning("calendar %s: signing in to Google: follow the link shown", self.name)
-        credentials = flow.run_local_server(
-            host="localhost", port=0, open_browser=self.open_browser
-        )
+        try:
+            # Bounded: an unattended `serve` must not wait forever for a browser.
+            credentials = flow.run_local_server(
+                host="localhost", port=0, open_browser=self.open_browser, timeout_seconds=300
+            )
+        except Exception as exc:
+            raise BackendUnavailable(
+                f"calendar {self.name!r}: Google sign-in was not completed ({exc!r})",
+                hint="run `octopussy agenda` and finish the sign-in in the browser",
+            ) from exc
         self._store(credentials)
         return credentials
 
