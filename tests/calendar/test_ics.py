@@ -10,7 +10,7 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from calfixtures import vcalendar, vevent, write
-from octopussy.calendar.ical import parse_ics
+from octopussy.calendar.ical import ParsedCalendar, _parse_exact, parse_ics
 from octopussy.calendar.ics import IcsBackend
 from octopussy.errors import BackendUnavailable
 
@@ -300,3 +300,70 @@ async def test_missing_path_is_unavailable_not_a_crash(tmp_path: Path) -> None:
     backend = IcsBackend("local", tmp_path / "nope.ics", zone=UTC)
     with pytest.raises(BackendUnavailable, match="does not exist"):
         await backend.fetch(utc(2026, 11, 30), utc(2026, 12, 5))
+
+
+def _exact(text: str, zone: ZoneInfo) -> ParsedCalendar:
+    parsed = ParsedCalendar(calendar="c")
+    _parse_exact(text, parsed, "", zone)
+    return parsed
+
+
+def test_quick_pass_agrees_with_icalendar() -> None:
+    """Plain events are decoded without icalendar; the result must be the same."""
+    text = vcalendar(
+        vevent("z@test", "UTC", "DTSTART:20261201T100000Z", "DTEND:20261201T110000Z"),
+        vevent(
+            "tz@test", "Zoned", "DTSTART;TZID=America/New_York:20261201T090000", "DURATION:PT1H30M"
+        ),
+        vevent("f@test", "Floating", "DTSTART:20261202T073000"),
+        vevent("d@test", "Day", "DTSTART;VALUE=DATE:20261203", "DTEND;VALUE=DATE:20261205"),
+        vevent(
+            "e@test",
+            "Escaped\\, really\\; yes",
+            "DTSTART:20261201T120000Z",
+            "DESCRIPTION:line one\\nline two \\\\ done",
+            "LOCATION:Caf\u00e9, 2nd floor",
+        ),
+        vevent(
+            "a@test",
+            "With alarm",
+            "DTSTART:20261201T130000Z",
+            "BEGIN:VALARM",
+            "TRIGGER:-PT15M",
+            "ACTION:DISPLAY",
+            "DESCRIPTION:alarm text",
+            "END:VALARM",
+        ),
+        vevent(
+            "long@test",
+            "Folded",
+            "DTSTART:20261201T140000Z",
+            "DESCRIPTION:a long description that is folded",
+            "  onto a second line",
+        ),
+        vevent(
+            "neg@test",
+            "Ends before it starts",
+            "DTSTART:20261201T150000Z",
+            "DTEND:20261201T140000Z",
+        ),
+        vevent("x@test", "Cancelled", "DTSTART:20261201T160000Z", "STATUS:CANCELLED"),
+        vevent("w@test", "Windows zone", "DTSTART;TZID=W. Europe Standard Time:20261201T090000"),
+        # a plain event and an override of the same UID: the pair must stay together
+        vevent("pair@test", "Series", "DTSTART:20261201T080000Z", "RRULE:FREQ=DAILY;COUNT=3"),
+        vevent(
+            "pair@test",
+            "Series moved",
+            "RECURRENCE-ID:20261202T080000Z",
+            "DTSTART:20261202T090000Z",
+        ),
+    )
+    window = (utc(2026, 11, 30), utc(2026, 12, 10))
+    for zone in (BERLIN, NEW_YORK):
+        quick, _ = parse_ics(text, calendar="c", zone=zone).between(*window)
+        exact, _ = _exact(text, zone).between(*window)
+        assert quick == exact
+        assert len(quick) == 12
+    titles = {o.title: o for o in quick}
+    assert titles["Escaped, really; yes"].description == "line one\nline two \\ done"
+    assert titles["Folded"].description.endswith("folded onto a second line")

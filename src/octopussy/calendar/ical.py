@@ -28,6 +28,7 @@ import icalendar
 import recurring_ical_events
 
 from octopussy.calendar.base import Occurrence
+from octopussy.calendar.fastics import fast_scan
 
 #: Recurring events are queried with this margin, then filtered exactly: floating and
 #: all-day instances are compared in the user's zone only after expansion.
@@ -243,10 +244,29 @@ def parse_ics(text: str, *, calendar: str, zone: tzinfo, origin: str = "") -> Pa
     """Parse iCalendar ``text`` of the calendar named ``calendar``.
 
     ``origin`` (a file name, an URL) prefixes every warning. Never raises for bad content:
-    what cannot be used is skipped with a warning.
+    what cannot be used is skipped with a warning. Plain single events are decoded by the
+    quick pass in ``fastics``; the rest (or all of a malformed file) by icalendar.
     """
     prefix = f"{origin}: " if origin else ""
     parsed = ParsedCalendar(calendar=calendar)
+    fast = fast_scan(text, calendar=calendar, zone=zone)
+    if fast is not None:
+        parsed.singles.extend(fast.singles)
+        if fast.rest is None:
+            parsed.count = fast.count
+            parsed.singles.sort(key=lambda o: (o.start, o.uid))
+            return parsed
+        _parse_exact(fast.rest, parsed, prefix, zone)
+        parsed.count = fast.count
+    else:
+        _parse_exact(text, parsed, prefix, zone)
+    parsed.singles.sort(key=lambda o: (o.start, o.uid))
+    return parsed
+
+
+def _parse_exact(text: str, parsed: ParsedCalendar, prefix: str, zone: tzinfo) -> None:
+    """icalendar's tolerant parse, then checks, grouping and recurrence set-up."""
+    calendar = parsed.calendar
     split_warnings: list[str] = []
     try:
         calendars = icalendar.Calendar.from_ical(text, multiple=True)
@@ -295,5 +315,3 @@ def parse_ics(text: str, *, calendar: str, zone: tzinfo, origin: str = "") -> Pa
                 )
             except Exception as exc:
                 parsed.warnings.append(f"{prefix}{describe(component)}: {exc}; skipped")
-    parsed.singles.sort(key=lambda o: (o.start, o.uid))
-    return parsed
