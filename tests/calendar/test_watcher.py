@@ -310,3 +310,49 @@ async def test_agenda_lists_every_calendar(tmp_path: Path, store: SqliteStore) -
     assert found[1].start == datetime(2026, 12, 2, 12, tzinfo=BERLIN).astimezone(UTC)
     assert len(problems) == 1
     assert "'gone'" in problems[0]
+
+
+async def test_dst_week_reminders_keep_local_time(tmp_path: Path, store: SqliteStore) -> None:
+    """A daily 09:00 meeting through the week the clocks change, in Berlin and New York:
+    the 15-minute reminder comes at 08:45 local every day."""
+    for zone_name, first_day in (("Europe/Berlin", 22), ("America/New_York", 29)):
+        zone = ZoneInfo(zone_name)
+        path = write(
+            tmp_path / f"{zone.key.replace('/', '_')}.ics",
+            vcalendar(
+                vevent(
+                    f"daily-{zone_name}@test",
+                    "Daily",
+                    f"DTSTART;TZID={zone_name}:202610{first_day}T090000",
+                    "DURATION:PT30M",
+                    "RRULE:FREQ=DAILY;COUNT=7",
+                )
+            ),
+        )
+        clock = FakeClock(datetime(2026, 10, first_day, 0, 0, tzinfo=zone))
+        watcher = CalendarWatcher(
+            [(IcsBackend("local", path, zone=zone), ReminderPolicy((15,)))],
+            store,
+            zone=zone,
+            clock=clock,
+        )
+        moments = []
+        for _ in range(7 * 24 * 12):  # every 5 minutes for a week
+            clock.advance(minutes=5)
+            for reminder in (await watcher.scan()).reminders:
+                moments.append(clock().astimezone(zone).strftime("%d %H:%M"))
+                assert not reminder.late
+        assert [m[3:] for m in moments] == ["08:45"] * 7, (zone_name, moments)
+
+
+async def test_a_day_before_is_24_real_hours_across_dst(tmp_path: Path, store: SqliteStore) -> None:
+    # Sun 25 Oct 2026 12:00 CET is 11:00 UTC; 1440 minutes earlier is Sat 11:00 UTC = 13:00 CEST
+    path = write(
+        tmp_path / "cal.ics",
+        vcalendar(vevent("s@test", "Brunch", "DTSTART;TZID=Europe/Berlin:20261025T120000")),
+    )
+    clock = FakeClock(datetime(2026, 10, 24, 12, 59, tzinfo=BERLIN))
+    watcher = make_watcher(path, store, clock, ReminderPolicy((1440,)))
+    assert (await watcher.scan()).reminders == []
+    clock.set(datetime(2026, 10, 24, 13, 0, tzinfo=BERLIN))
+    assert len((await watcher.scan()).reminders) == 1

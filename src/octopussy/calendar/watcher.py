@@ -26,7 +26,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, time, timedelta, tzinfo
+from datetime import UTC, datetime, time, timedelta, tzinfo
 from typing import Literal
 
 from octopussy.calendar.base import CalendarBackend, Clock, Occurrence, system_clock
@@ -56,7 +56,10 @@ class ReminderPolicy:
             at = self.all_day_at
             ident = f"day-{self.all_day_days_before}@{at.hour:02d}{at.minute:02d}"
             return [(ident, datetime.combine(day, at, zone))]
-        return [(f"{m}m", occurrence.start - timedelta(minutes=m)) for m in self.minutes_before]
+        # In UTC: aware arithmetic in a zone is wall-clock arithmetic, so "1440 minutes
+        # before" across a DST change would be 23 or 25 real hours.
+        start = occurrence.start.astimezone(UTC)
+        return [(f"{m}m", start - timedelta(minutes=m)) for m in self.minutes_before]
 
     @property
     def horizon(self) -> timedelta:
