@@ -303,17 +303,18 @@ async def _agenda(loaded: LoadedConfig, days: int | None) -> int:
     watcher = build_watcher(settings, store, home=loaded.paths.home, env_tz=loaded.env.get("TZ"))
     try:
         now = watcher.clock()
-        occurrences, problems = await watcher.agenda(now, now + timedelta(days=days))
+        agenda = await watcher.agenda(now, now + timedelta(days=days))
     finally:
         await watcher.close()
         await store.close()
-    for line in agenda_lines(occurrences, watcher.zone, now) or [
-        f"nothing in the next {days} day(s)"
-    ]:
+    lines = agenda_lines(agenda.occurrences, watcher.zone, now)
+    for line in lines or [f"nothing in the next {days} day(s)"]:
         print(line)
-    for problem in problems:
+    for warning in agenda.skipped:
+        print(f"octopussy: warning: {warning}", file=sys.stderr)
+    for problem in agenda.unreadable:
         _error(problem)
-    return EXIT_BAD_INPUT if problems else EXIT_OK
+    return EXIT_BAD_INPUT if agenda.unreadable else EXIT_OK
 
 
 async def _schedules(loaded: LoadedConfig, args: argparse.Namespace) -> int:

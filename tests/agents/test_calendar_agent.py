@@ -207,7 +207,9 @@ def test_cli_agenda(
     now = datetime.now(UTC)
     ics = write(
         tmp_path / "cal.ics",
-        vcalendar(_soon(now, minutes=90, uid="c@test", title="Dentist")),
+        vcalendar(
+            _soon(now, minutes=90, uid="c@test", title="Dentist"), vevent("b@test", "Broken")
+        ),
     )
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -218,5 +220,8 @@ def test_cli_agenda(
     assert main(["--config", str(config), "agenda", "2"]) == 2  # one calendar is unreadable
     captured = capsys.readouterr()
     assert "Dentist  @ Here  [local]" in captured.out
+    assert "warning: calendar 'local': cal.ics: event 'Broken' (UID b@test): no DTSTART" in (
+        captured.err
+    )
     assert "calendar 'gone'" in captured.err
     assert "does not exist" in captured.err

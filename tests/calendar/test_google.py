@@ -261,3 +261,20 @@ async def test_not_signed_in_and_no_client_file_is_a_clear_error(tmp_path: Path)
     with pytest.raises(ConfigError, match="not signed in to Google") as info:
         await google.fetch(START, END)
     assert "google_credentials_path" in str(info.value)
+
+
+class RefusingHttp(RecordingHttp):
+    """A transport whose every request fails to connect (the network is down)."""
+
+    def request(self, uri: str, *args: Any, **kwargs: Any) -> Any:
+        self.calls.append(("GET", uri, {}))
+        raise ConnectionRefusedError(111, "Connection refused")
+
+
+async def test_unreachable_google_is_retried_then_unavailable(token: Path) -> None:
+    sleeps: list[float] = []
+    http = RefusingHttp([])
+    with pytest.raises(BackendUnavailable, match="cannot reach Google"):
+        await backend(token, http, sleeps).fetch(START, END)
+    assert sleeps == [2.0, 4.0, 8.0]
+    assert len(http.calls) == 4

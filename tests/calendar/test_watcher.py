@@ -305,11 +305,13 @@ async def test_agenda_lists_every_calendar(tmp_path: Path, store: SqliteStore) -
         zone=BERLIN,
         clock=clock,
     )
-    found, problems = await watcher.agenda(clock(), clock() + timedelta(days=7))
+    agenda = await watcher.agenda(clock(), clock() + timedelta(days=7))
+    found = agenda.occurrences
     assert [(o.title, o.calendar) for o in found] == [("Planning", "work"), ("Lunch", "home")]
     assert found[1].start == datetime(2026, 12, 2, 12, tzinfo=BERLIN).astimezone(UTC)
-    assert len(problems) == 1
-    assert "'gone'" in problems[0]
+    assert len(agenda.unreadable) == 1
+    assert "'gone'" in agenda.unreadable[0]
+    assert agenda.skipped == []
 
 
 async def test_dst_week_reminders_keep_local_time(tmp_path: Path, store: SqliteStore) -> None:

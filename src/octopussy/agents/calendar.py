@@ -125,8 +125,9 @@ class CalendarAgent(Agent):
         """The next ``days`` days (default ``agenda_days``) as lines for the REPL."""
         days = days or self.agenda_days
         now = self.clock()
-        occurrences, problems = await self.watcher.agenda(now, now + timedelta(days=days))
-        lines = agenda_lines(occurrences, self.zone, now)
-        if not occurrences:
+        agenda = await self.watcher.agenda(now, now + timedelta(days=days))
+        lines = agenda_lines(agenda.occurrences, self.zone, now)
+        if not agenda.occurrences:
             lines = [f"nothing in the next {days} day(s)"]
-        return lines + [f"(could not read: {problem})" for problem in problems]
+        lines += [f"(could not read {problem})" for problem in agenda.unreadable]
+        return lines + [f"(skipped: {warning})" for warning in agenda.skipped]

@@ -172,6 +172,7 @@ class GoogleBackend:
 
     # -- fetching -------------------------------------------------------------------------
     def _execute(self, request: Any) -> dict[str, Any]:
+        import httplib2
         from googleapiclient.errors import HttpError
 
         attempt = 0
@@ -195,7 +196,7 @@ class GoogleBackend:
                     raise BackendUnavailable(
                         f"calendar {self.name!r}: Google answered HTTP {status}"
                     ) from exc
-            except (OSError, TimeoutError) as exc:
+            except (OSError, httplib2.HttpLib2Error) as exc:  # refused, DNS, timeout
                 if attempt >= self.max_retries:
                     raise BackendUnavailable(
                         f"calendar {self.name!r}: cannot reach Google ({exc})"

@@ -103,6 +103,13 @@ class _Watched:
 
 
 @dataclass(slots=True)
+class Agenda:
+    occurrences: list[Occurrence] = field(default_factory=list)
+    unreadable: list[str] = field(default_factory=list)  # calendars that could not be read
+    skipped: list[str] = field(default_factory=list)  # bad events (new warnings)
+
+
+@dataclass(slots=True)
 class Scan:
     reminders: list[Reminder] = field(default_factory=list)
     notices: list[Notice] = field(default_factory=list)
@@ -270,21 +277,24 @@ class CalendarWatcher:
         return soonest
 
     # -- agenda ---------------------------------------------------------------------------
-    async def agenda(self, start: datetime, end: datetime) -> tuple[list[Occurrence], list[str]]:
-        """Every occurrence overlapping ``[start, end)`` in every calendar, fetched now;
-        a calendar that cannot be read contributes what is cached, with a problem line."""
-        found: list[Occurrence] = []
-        problems: list[str] = []
+    async def agenda(self, start: datetime, end: datetime) -> Agenda:
+        """Every occurrence overlapping ``[start, end)`` in every calendar, read now; a
+        calendar that cannot be read contributes what is cached, and says why."""
+        result = Agenda()
         for watched in self.calendars:
+            name = watched.backend.name
             try:
                 fetched = await watched.backend.fetch(start, end)
             except Exception as exc:
-                problems.append(f"calendar {watched.backend.name!r}: {_reason(exc)}")
-                found.extend(o for o in watched.occurrences if o.start < end and o.end > start)
+                result.unreadable.append(f"calendar {name!r}: {_reason(exc)}")
+                result.occurrences.extend(
+                    o for o in watched.occurrences if o.start < end and o.end > start
+                )
                 continue
-            found.extend(fetched.occurrences)
-        found.sort(key=lambda o: (o.start, o.title))
-        return found, problems
+            result.occurrences.extend(fetched.occurrences)
+            result.skipped.extend(f"calendar {name!r}: {w}" for w in fetched.warnings)
+        result.occurrences.sort(key=lambda o: (o.start, o.title))
+        return result
 
     async def close(self) -> None:
         for watched in self.calendars:
