@@ -178,6 +178,18 @@ def _time_of_day(value: Any) -> Any:
     return value
 
 
+class CalDavCalendar(_Section):
+    """One entry of ``calendars`` given as a mapping: a CalDAV calendar with its own reminders."""
+
+    name: str = Field(min_length=1)
+    notify_minutes_before: Reminders | None = None
+    all_day_notify_time: dt_time | None = None
+    all_day_notify_days_before: int | None = Field(default=None, ge=0, le=30)
+
+    _minutes = field_validator("notify_minutes_before", mode="before")(_minutes_list)
+    _at = field_validator("all_day_notify_time", mode="before")(_time_of_day)
+
+
 class _CalendarFields(_Section):
     """Where one calendar lives (the seed's flat keys, also each entry of ``sources``)."""
 
@@ -190,8 +202,10 @@ class _CalendarFields(_Section):
     password: str | None = Field(
         default=None, description="${ENV_VAR}, or keyring:SERVICE (the system keyring)."
     )
-    calendars: list[str] = Field(
-        default=[], description="backend caldav: calendar names to watch (default: all)."
+    calendars: list[str | CalDavCalendar] = Field(
+        default=[],
+        description="backend caldav: calendar names to watch (default: all); an entry may be "
+        "{name: ..., notify_minutes_before: ...} to give that calendar its own reminders.",
     )
     google_credentials_path: Path | None = None
     google_token_path: Path | None = None

@@ -17,7 +17,9 @@ from octopussy.bus.base import Inbox
 from octopussy.bus.memory import InMemoryBus
 from octopussy.bus.messages import MessageType
 from octopussy.calendar.caldav import CalDavBackend, resolve_password
+from octopussy.calendar.factory import build_watcher
 from octopussy.calendar.watcher import CalendarWatcher, ReminderPolicy
+from octopussy.config import parse_config
 from octopussy.errors import BackendUnavailable, ConfigError
 from octopussy.store.sqlite import SqliteStore
 
@@ -213,3 +215,34 @@ def test_keyring_password_needs_a_stored_secret(monkeypatch: pytest.MonkeyPatch)
             resolve_password("keyring:octopussy-caldav", "bob")
     finally:
         keyring.set_keyring(previous)
+
+
+async def test_each_calendar_of_an_account_with_its_own_reminders(
+    radicale: Any, store: SqliteStore
+) -> None:
+    principal = client(radicale).principal()
+    principal.make_calendar(name="Work").save_event(review("20261201T100000"))
+    principal.make_calendar(name="Team").save_event(
+        vcalendar(vevent("t@test", "Team call", "DTSTART;TZID=Europe/Berlin:20261201T100000"))
+    )
+    config, _ = parse_config(
+        "calendar_agent:\n  notify_minutes_before: 30\n  timezone: Europe/Berlin\n"
+        "  sources:\n    - name: work\n      backend: caldav\n"
+        f"      url: {radicale.url}\n      username: {radicale.username}\n"
+        "      password: ${CALDAV_PASSWORD}\n"
+        "      calendars: [Work, {name: Team, notify_minutes_before: 5}]\n",
+        source="test.yaml",
+        env={"CALDAV_PASSWORD": radicale.password},
+    )
+    assert config.calendar_agent is not None
+    clock = FakeClock(at(1, 9, 30))
+    watcher = build_watcher(config.calendar_agent, store, home=Path("."), env_tz=None)
+    watcher.clock = clock
+    first = await watcher.scan()
+    assert [(r.occurrence.title, r.occurrence.calendar) for r in first.reminders] == [
+        ("Design review", "work/Work")
+    ]
+    clock.set(at(1, 9, 55))
+    second = await watcher.scan()
+    assert [(r.occurrence.title, r.reminder) for r in second.reminders] == [("Team call", "5m")]
+    await watcher.close()

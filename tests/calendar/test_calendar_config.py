@@ -57,6 +57,10 @@ def test_the_commented_example_is_valid() -> None:
     agent = settings("\n".join(block) + "\n")
     labels = [source.label for source in agent.watched()]
     assert labels == ["local", "work", "family"]
+    assert [c if isinstance(c, str) else c.name for c in agent.watched()[1].calendars] == [
+        "Work",
+        "Birthdays",
+    ]
     work, family = agent.watched()[1:]
     assert policy_for(work, agent).minutes_before == (60, 10)
     assert policy_for(family, agent) == ReminderPolicy((30,), time(19, 0), 1)
@@ -132,3 +136,19 @@ def test_mistakes_are_one_line_with_the_key_path(text: str, expected: str) -> No
 def test_disabled_section_needs_no_calendar() -> None:
     agent = settings("calendar_agent:\n  enabled: false\n")
     assert agent.watched() == []
+
+
+def test_caldav_calendars_with_their_own_reminders(tmp_path: Path) -> None:
+    agent = settings(
+        "calendar_agent:\n  notify_minutes_before: 30\n  sources:\n"
+        "    - name: dav\n      backend: caldav\n      url: 'http://127.0.0.1:1/'\n"
+        "      notify_minutes_before: 20\n"
+        "      calendars: [Work, {name: Birthdays, all_day_notify_days_before: 1,"
+        " all_day_notify_time: '18:00'}, {name: Team, notify_minutes_before: [60, 5]}]\n"
+    )
+    built = build_calendars(agent, zone=UTC, home=tmp_path)
+    assert [(backend.name, policy) for backend, policy in built] == [
+        ("dav/Work", ReminderPolicy((20,), time(9, 0), 0)),
+        ("dav/Birthdays", ReminderPolicy((20,), time(18, 0), 1)),
+        ("dav/Team", ReminderPolicy((60, 5), time(9, 0), 0)),
+    ]

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from datetime import tzinfo
 from pathlib import Path
+from typing import Any
 
 from octopussy.calendar.base import CalendarBackend
 from octopussy.calendar.ics import IcsBackend
 from octopussy.calendar.text import local_zone
 from octopussy.calendar.watcher import CalendarWatcher, ReminderPolicy
-from octopussy.config import CalendarAgentSettings, CalendarSource
+from octopussy.config import CalDavCalendar, CalendarAgentSettings, CalendarSource
 from octopussy.store.base import Store
 
 
@@ -22,22 +23,36 @@ def _minutes(value: int | list[int]) -> tuple[int, ...]:
     return tuple(value) if isinstance(value, list) else (value,)
 
 
-def policy_for(source: CalendarSource, settings: CalendarAgentSettings) -> ReminderPolicy:
-    """The source's own reminders where it sets them, the agent's otherwise."""
-    minutes = source.notify_minutes_before
+def policy_for(
+    source: CalendarSource,
+    settings: CalendarAgentSettings,
+    calendar: CalDavCalendar | None = None,
+) -> ReminderPolicy:
+    """The most specific reminders: a CalDAV calendar's, else the source's, else the agent's."""
+    layers = [calendar, source] if calendar is not None else [source]
+
+    def pick(key: str, default: Any) -> Any:
+        for layer in layers:
+            value = getattr(layer, key)
+            if value is not None:
+                return value
+        return default
+
     return ReminderPolicy(
-        minutes_before=_minutes(settings.notify_minutes_before if minutes is None else minutes),
-        all_day_at=source.all_day_notify_time or settings.all_day_notify_time,
-        all_day_days_before=(
-            settings.all_day_notify_days_before
-            if source.all_day_notify_days_before is None
-            else source.all_day_notify_days_before
-        ),
+        minutes_before=_minutes(pick("notify_minutes_before", settings.notify_minutes_before)),
+        all_day_at=pick("all_day_notify_time", settings.all_day_notify_time),
+        all_day_days_before=pick("all_day_notify_days_before", settings.all_day_notify_days_before),
     )
 
 
-def build_backend(source: CalendarSource, *, zone: tzinfo, home: Path) -> CalendarBackend:
-    """The backend of one configured calendar (no I/O)."""
+def _calendar_names(source: CalendarSource) -> list[str]:
+    return [c if isinstance(c, str) else c.name for c in source.calendars]
+
+
+def build_backend(
+    source: CalendarSource, *, zone: tzinfo, home: Path, only: str | None = None
+) -> CalendarBackend:
+    """The backend of one configured calendar (no I/O); ``only``: one CalDAV calendar."""
     name = source.label
     if source.backend == "local":
         assert source.local_ics_path is not None  # the config validated it
@@ -46,12 +61,17 @@ def build_backend(source: CalendarSource, *, zone: tzinfo, home: Path) -> Calend
         from octopussy.calendar.caldav import CalDavBackend
 
         assert source.url is not None
+        names = _calendar_names(source)
+        if only is not None:
+            # Same label as when the account is watched by one backend: keys stay stable.
+            name = f"{name}/{only}" if len(names) > 1 else name
+            names = [only]
         return CalDavBackend(
             name,
             source.url,
             username=source.username,
             password=source.password,
-            calendars=list(source.calendars),
+            calendars=names,
             zone=zone,
         )
     from octopussy.calendar.google import GoogleBackend
@@ -69,10 +89,22 @@ def build_backend(source: CalendarSource, *, zone: tzinfo, home: Path) -> Calend
 def build_calendars(
     settings: CalendarAgentSettings, *, zone: tzinfo, home: Path
 ) -> list[tuple[CalendarBackend, ReminderPolicy]]:
-    return [
-        (build_backend(source, zone=zone, home=home), policy_for(source, settings))
-        for source in settings.watched()
-    ]
+    """A (backend, policy) per watched calendar. A CalDAV account whose calendars have
+    their own reminders gets one backend per calendar, each with its policy."""
+    built: list[tuple[CalendarBackend, ReminderPolicy]] = []
+    for source in settings.watched():
+        own = [c for c in source.calendars if not isinstance(c, str)]
+        if source.backend != "caldav" or not own:
+            built.append(
+                (build_backend(source, zone=zone, home=home), policy_for(source, settings))
+            )
+            continue
+        for entry in source.calendars:
+            calendar = None if isinstance(entry, str) else entry
+            name = entry if isinstance(entry, str) else entry.name
+            backend = build_backend(source, zone=zone, home=home, only=name)
+            built.append((backend, policy_for(source, settings, calendar)))
+    return built
 
 
 def build_watcher(

@@ -39,8 +39,10 @@ def local_zone(name: str | None = None, *, env_tz: str | None = None) -> tzinfo:
 
 def relative(delta: timedelta) -> str:
     """'in 15 minutes', 'in 2 h 30 min', '3 days ago', 'now'."""
-    seconds = int(delta.total_seconds())
-    minutes = abs(seconds) // 60
+    seconds = delta.total_seconds()
+    # Rounded: a reminder 30 minutes ahead is scanned a moment after its time, and should
+    # not read "in 29 minutes".
+    minutes = round(abs(seconds) / 60)
     if minutes == 0:
         return "now"
     if minutes < 60:
