@@ -278,3 +278,12 @@ async def test_unreachable_google_is_retried_then_unavailable(token: Path) -> No
         await backend(token, http, sleeps).fetch(START, END)
     assert sleeps == [2.0, 4.0, 8.0]
     assert len(http.calls) == 4
+
+
+async def test_a_bad_item_is_reported_once_across_polls(token: Path) -> None:
+    bad = {"id": "x", "summary": "No start", "updated": "2026-11-30T10:00:00Z"}
+    http = RecordingHttp([page([bad]), page([bad]), page([{**bad, "updated": "2026-12-01"}])])
+    google = backend(token, http)
+    assert len((await google.fetch(START, END)).warnings) == 1
+    assert (await google.fetch(START, END)).warnings == []
+    assert len((await google.fetch(START, END)).warnings) == 1  # edited: reported again

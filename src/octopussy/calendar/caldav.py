@@ -86,7 +86,10 @@ class CalDavBackend:
         self.timeout = timeout
         self._client: Any = None
         self._calendars: list[tuple[str, Any]] = []
-        self._parsed: dict[str, tuple[str, ParsedCalendar]] = {}  # url -> (text, parsed)
+        #: url -> (text, parsed, fetch number last seen): unchanged objects are not parsed
+        #: (nor warned about) again; kept across windows (scans and /agenda differ).
+        self._parsed: dict[str, tuple[str, ParsedCalendar, int]] = {}
+        self._fetches = 0
         self._lock = threading.Lock()  # fetch (a thread) and close never overlap
 
     def _label(self, calendar_name: str) -> str:
@@ -139,25 +142,27 @@ class CalDavBackend:
 
     def _query(self, start: datetime, end: datetime) -> Fetched:
         fetched = Fetched()
-        alive: set[str] = set()
+        self._fetches += 1
         for calendar_name, calendar in self._calendars:
             label = self._label(calendar_name)
             for item in calendar.search(start=start, end=end, event=True, expand=False):
                 key = str(item.url)
-                alive.add(key)
                 text = item.data if isinstance(item.data, str) else item.data.decode()
                 cached = self._parsed.get(key)
                 if cached is None or cached[0] != text:
                     origin = f"{calendar_name}/{key.rstrip('/').rsplit('/', 1)[-1]}"
                     parsed = parse_ics(text, calendar=label, zone=self.zone, origin=origin)
-                    self._parsed[key] = (text, parsed)
                     fetched.warnings.extend(parsed.warnings)
-                    cached = self._parsed[key]
-                occurrences, warnings = cached[1].between(start, end)
+                else:
+                    parsed = cached[1]
+                self._parsed[key] = (text, parsed, self._fetches)
+                occurrences, warnings = parsed.between(start, end)
                 fetched.occurrences.extend(occurrences)
                 fetched.warnings.extend(warnings)
-        for gone in set(self._parsed) - alive:
-            del self._parsed[gone]
+        # Forget objects not seen for a while (deleted, or long past): bounded memory.
+        stale = [k for k, (_, _, seen) in self._parsed.items() if seen < self._fetches - 100]
+        for key in stale:
+            del self._parsed[key]
         fetched.occurrences.sort(key=lambda o: (o.start, o.uid))
         return fetched
 

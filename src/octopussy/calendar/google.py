@@ -88,6 +88,10 @@ class GoogleBackend:
         self._service: Any = None
         self._saved_token: str | None = None
         self._lock = threading.Lock()
+        #: "id|updated" of bad items already reported -> fetch number last seen (so a bad
+        #: event is reported once, not on every poll; forgotten when long unseen).
+        self._warned: dict[str, int] = {}
+        self._fetches = 0
 
     # -- credentials ----------------------------------------------------------------------
     def _load_credentials(self) -> Any:
@@ -208,6 +212,7 @@ class GoogleBackend:
         with self._lock:
             try:
                 service = self._service_for()
+                self._fetches += 1
                 fetched = Fetched()
                 page: str | None = None
                 while True:
@@ -228,6 +233,8 @@ class GoogleBackend:
                         break
                 if self._credentials is not None:
                     self._store(self._credentials)  # a 401 may have refreshed it
+                for key in [k for k, seen in self._warned.items() if seen < self._fetches - 100]:
+                    del self._warned[key]
             except (ConfigError, BackendUnavailable):
                 self._service = None
                 raise
@@ -245,8 +252,14 @@ class GoogleBackend:
         try:
             fetched.occurrences.append(self._occurrence(item))
         except (KeyError, ValueError, TypeError) as exc:
-            summary = item.get("summary") or item.get("id") or "?"
-            fetched.warnings.append(f"event {summary!r} (id {item.get('id')}): {exc!r}; skipped")
+            key = f"{item.get('id')}|{item.get('updated')}"
+            new = key not in self._warned
+            self._warned[key] = self._fetches
+            if new:
+                summary = item.get("summary") or item.get("id") or "?"
+                fetched.warnings.append(
+                    f"event {summary!r} (id {item.get('id')}): {exc!r}; skipped"
+                )
 
     def _occurrence(self, item: dict[str, Any]) -> Occurrence:
         start, all_day = self._moment(item["start"])

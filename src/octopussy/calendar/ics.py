@@ -13,6 +13,7 @@ back), not a crash.
 from __future__ import annotations
 
 import asyncio
+import threading
 from dataclasses import dataclass
 from datetime import datetime, tzinfo
 from pathlib import Path
@@ -38,6 +39,7 @@ class IcsBackend:
         self._cache: dict[Path, _Cached] = {}
         #: How many times a file was (re)parsed; tests check "re-read only when changed".
         self.parses = 0
+        self._lock = threading.Lock()  # a scan and an /agenda may fetch at the same time
 
     def _files(self) -> list[Path]:
         if self.path.is_dir():
@@ -78,6 +80,10 @@ class IcsBackend:
         return warnings
 
     def _fetch(self, start: datetime, end: datetime) -> Fetched:
+        with self._lock:
+            return self._fetch_locked(start, end)
+
+    def _fetch_locked(self, start: datetime, end: datetime) -> Fetched:
         fetched = Fetched(warnings=self._refresh())
         for cached in self._cache.values():
             occurrences, warnings = cached.parsed.between(start, end)
@@ -89,5 +95,9 @@ class IcsBackend:
     async def fetch(self, start: datetime, end: datetime) -> Fetched:
         return await asyncio.to_thread(self._fetch, start, end)
 
+    def _clear(self) -> None:
+        with self._lock:
+            self._cache.clear()
+
     async def close(self) -> None:
-        self._cache.clear()
+        await asyncio.to_thread(self._clear)  # a fetch may still hold the lock
