@@ -1,6 +1,8 @@
 """iCalendar text ─► occurrences in a window, shared by the .ics and CalDAV backends.
 
-    text ─► icalendar (tolerant parse; a file that will not parse whole is split per VEVENT)
+    text ─► fastics: plain single events decoded directly (the bulk of a real calendar)
+         ─► icalendar for the rest (tolerant parse; a file that will not parse whole is
+             split per VEVENT)
          ─► each VEVENT checked (DTSTART present, no broken lines, every TZID known):
              a bad one becomes a warning naming it, the rest go on
          ─► grouped by UID:  single events ─► precomputed Occurrence (sorted)
