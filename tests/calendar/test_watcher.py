@@ -358,3 +358,36 @@ async def test_a_day_before_is_24_real_hours_across_dst(tmp_path: Path, store: S
     assert (await watcher.scan()).reminders == []
     clock.set(datetime(2026, 10, 24, 13, 0, tzinfo=BERLIN))
     assert len((await watcher.scan()).reminders) == 1
+
+
+async def test_several_calendars_each_with_its_reminders(
+    tmp_path: Path, store: SqliteStore
+) -> None:
+    work = write(tmp_path / "work.ics", meeting())
+    home = write(
+        tmp_path / "home.ics",
+        vcalendar(vevent("dinner@test", "Dinner", "DTSTART;TZID=Europe/Berlin:20261201T100000")),
+    )
+    clock = FakeClock(at(1, 9, 0))
+    watcher = CalendarWatcher(
+        [
+            (IcsBackend("work", work, zone=BERLIN), ReminderPolicy((30,))),
+            (IcsBackend("home", home, zone=BERLIN), ReminderPolicy((45, 5))),
+        ],
+        store,
+        zone=BERLIN,
+        clock=clock,
+    )
+    seen = []
+    for _ in range(12):  # every 5 minutes, 09:05 .. 10:00
+        clock.advance(minutes=5)
+        scan = await watcher.scan()
+        seen += [
+            (clock().astimezone(BERLIN).strftime("%H:%M"), r.occurrence.calendar, r.reminder)
+            for r in scan.reminders
+        ]
+    assert seen == [
+        ("09:15", "home", "45m"),
+        ("09:30", "work", "30m"),
+        ("09:55", "home", "5m"),
+    ]
