@@ -287,3 +287,63 @@ async def test_a_bad_item_is_reported_once_across_polls(token: Path) -> None:
     assert len((await google.fetch(START, END)).warnings) == 1
     assert (await google.fetch(START, END)).warnings == []
     assert len((await google.fetch(START, END)).warnings) == 1  # edited: reported again
+
+
+async def test_first_use_signs_in_and_stores_the_token_user_only(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """No token yet: the installed-app flow runs (its browser step replaced here) and its
+    credentials are stored 0600 before the first request."""
+    from google.oauth2.credentials import Credentials
+    from google_auth_oauthlib.flow import InstalledAppFlow
+
+    client = tmp_path / "client.json"
+    write_json(
+        client,
+        {
+            "installed": {
+                "client_id": "client.apps.googleusercontent.com",
+                "client_secret": "client-secret",
+                "auth_uri": "https://accounts.google.com/o/oauth2/auth",
+                "token_uri": "https://oauth2.googleapis.com/token",
+                "redirect_uris": ["http://localhost"],
+            }
+        },
+    )
+    asked: list[dict[str, Any]] = []
+
+    def run_local_server(self: InstalledAppFlow, **kwargs: Any) -> Credentials:
+        asked.append({"scopes": list(self.oauth2session.scope), **kwargs})
+        return Credentials(
+            token="signed-in-token",
+            refresh_token="refresh",
+            token_uri="https://oauth2.googleapis.com/token",
+            client_id="client.apps.googleusercontent.com",
+            client_secret="client-secret",
+            scopes=self.oauth2session.scope,
+        )
+
+    monkeypatch.setattr(InstalledAppFlow, "run_local_server", run_local_server)
+    token = tmp_path / "state" / "token.json"
+    http = RecordingHttp([page([])])
+    google = GoogleBackend(
+        "google",
+        calendar_id="primary",
+        credentials_path=client,
+        token_path=token,
+        zone=BERLIN,
+        http_factory=lambda: http,
+    )
+    await google.fetch(START, END)
+    assert asked == [
+        {
+            "scopes": ["https://www.googleapis.com/auth/calendar.readonly"],
+            "host": "localhost",
+            "port": 0,
+            "open_browser": True,
+            "timeout_seconds": 300,
+        }
+    ]
+    assert read_json(token)["token"] == "signed-in-token"
+    assert mode(token) == 0o600
+    assert http.calls[0][2]["authorization"] == "Bearer signed-in-token"
