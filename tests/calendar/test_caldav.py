@@ -144,6 +144,8 @@ async def test_several_calendars_of_one_account(radicale: Any, store: SqliteStor
 
 
 async def test_unknown_calendar_name_lists_what_exists(radicale: Any) -> None:
+    with pytest.raises(ConfigError, match="has no calendars"):
+        await backend(radicale, []).fetch(at(1, 0), at(2, 0))
     client(radicale).principal().make_calendar(name="Work")
     with pytest.raises(ConfigError, match=r"no calendar named 'Wrok'.*the server has: Work"):
         await backend(radicale, ["Wrok"]).fetch(at(1, 0), at(2, 0))

@@ -126,6 +126,12 @@ class CalDavBackend:
             chosen = [(n, by_name[n]) for n in self.calendar_names]
         else:
             chosen = sorted(by_name.items())
+            if not chosen:
+                client.close()
+                raise ConfigError(
+                    f"calendar {self.name!r}: the account at {self.url} has no calendars",
+                    hint="create one on the server, or check url and username",
+                )
         self._client, self._calendars = client, chosen
 
     def _fetch(self, start: datetime, end: datetime) -> Fetched:
