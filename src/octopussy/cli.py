@@ -12,6 +12,8 @@
       config check [FILE]   validate a config file
       config show           the effective config (defaults filled in, secrets masked)
       notify TEXT...        show a notification in a running chat/serve (same data dir)
+      tools [ACTION]        list tools (origin, version); show/disable/enable/rollback/remove
+                            a generated tool (a running chat/serve picks it up live)
       doctor                what is configured and reachable, each with OK or a fix
       version
 
@@ -112,6 +114,10 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("text", nargs="+", help="the notification text")
     notify.add_argument("--label", default="NOTICE", help="the [LABEL] shown (default NOTICE)")
 
+    from octopussy.toolcli import add_parser as add_tools_parser
+
+    add_tools_parser(sub)
+
     sub.add_parser("doctor", help="check model, sandbox, MCP servers; print fixes")
     sub.add_parser("version", help="print the version")
     return parser
@@ -185,6 +191,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(loaded, args))
         if command in ("schedules", "unschedule"):
             return asyncio.run(_schedules(loaded, args))
+        if command == "tools":
+            from octopussy.toolcli import run_tools
+
+            return asyncio.run(run_tools(loaded, args))
         if command == "serve":
             from octopussy.serve import run_serve
 
@@ -227,6 +237,7 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if not workspace.is_dir():
             raise ConfigError(f"workspace {workspace} is not a directory", hint="--workspace DIR")
         settings = (loaded.config.sandbox, loaded.config.mcp)
+        generated = loaded.paths.generated_tools if loaded.config.tool_agent.enabled else None
         if args.http:
             try:
                 host, port = builtin.parse_host_port(args.http)
@@ -240,9 +251,9 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
                     f"warning: {host} is not loopback and this server has no authentication",
                     file=sys.stderr,
                 )
-            builtin.main_http(host, port, workspace, *settings)
+            builtin.main_http(host, port, workspace, *settings, generated_tools=generated)
         else:
-            builtin.main_stdio(workspace, *settings)
+            builtin.main_stdio(workspace, *settings, generated_tools=generated)
         return EXIT_OK
     _setup_logging(args, loaded, stderr=False)
     return asyncio.run(_mcp_client(args, loaded))

@@ -1046,13 +1046,21 @@ def _advertise_tool_changes(server: MCPServer) -> None:
 # ---------------------------------------------------------------------- serving
 
 
-async def serve_stdio(*, workspace: Path, sandbox: SandboxSettings, mcp: MCPSettings) -> None:
+async def serve_stdio(
+    *,
+    workspace: Path,
+    sandbox: SandboxSettings,
+    mcp: MCPSettings,
+    generated_tools: Path | None = None,
+) -> None:
     """Serve over stdin/stdout until the client closes stdin.
 
     While serving, the SDK points fd 1 at stderr, so a stray ``print`` cannot corrupt the
     wire; logs go wherever logging was configured (stderr or a file, never stdout).
     """
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     await server.run_stdio_async()
 
 
@@ -1064,6 +1072,7 @@ async def serve_http(
     sandbox: SandboxSettings,
     mcp: MCPSettings,
     path: str = "/mcp",
+    generated_tools: Path | None = None,
 ) -> None:
     """Serve Streamable HTTP at ``http://host:port{path}`` until cancelled.
 
@@ -1071,7 +1080,9 @@ async def serve_http(
     """
     import uvicorn
 
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     config = uvicorn.Config(
         app,
@@ -1085,12 +1096,21 @@ async def serve_http(
 
 
 def main_stdio(
-    workspace: Path, sandbox_settings: SandboxSettings, mcp_settings: MCPSettings
+    workspace: Path,
+    sandbox_settings: SandboxSettings,
+    mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over stdio (for ``octopussy mcp builtin``)."""
 
     async def run() -> None:
-        await serve_stdio(workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings)
+        await serve_stdio(
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
+        )
 
     anyio.run(run)
 
@@ -1101,12 +1121,19 @@ def main_http(
     workspace: Path,
     sandbox_settings: SandboxSettings,
     mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over Streamable HTTP (for ``octopussy mcp builtin --http``)."""
 
     async def run() -> None:
         await serve_http(
-            host, port, workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings
+            host,
+            port,
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
         )
 
     anyio.run(run)
@@ -1131,12 +1158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", required=True, help="the directory tools may touch")
     parser.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP instead")
+    parser.add_argument(
+        "--generated-tools", metavar="DIR", help="also serve (and watch) the tools in DIR"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         print(f"error: workspace {workspace} is not a directory", file=sys.stderr)
         return 2
+    gen = Path(args.generated_tools).expanduser() if args.generated_tools else None
     try:
         if args.http:
             try:
@@ -1144,9 +1175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"error: --http: {exc}", file=sys.stderr)
                 return 2
-            main_http(host, port, workspace, SandboxSettings(), MCPSettings())
+            main_http(host, port, workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
         else:
-            main_stdio(workspace, SandboxSettings(), MCPSettings())
+            main_stdio(workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
     except KeyboardInterrupt:
         return 130
     return 0
