@@ -176,11 +176,18 @@ def extract_code(text: str) -> str:
     lines = text.split("\n")
     start = next((i for i, line in enumerate(lines) if _CODE_START.match(line)), 0)
     lines = lines[start:]
-    # Prose after the code: drop trailing lines until what remains parses.
-    for end in range(len(lines), 0, -1):
+    # Prose after the code: drop trailing unindented lines that do not look like code, as
+    # long as that is what keeps it from parsing; never cut into code (a syntax error in
+    # the code must reach the checks, not be "repaired" by cutting the function short).
+    end = len(lines)
+    while end > 0:
         candidate = "\n".join(lines[:end]).rstrip()
         if _parses(candidate):
             return candidate + "\n"
+        last = lines[end - 1]
+        if last.strip() and (last[:1].isspace() or _CODE_START.match(last)):
+            break
+        end -= 1
     return "\n".join(lines).rstrip() + "\n"
 
 
