@@ -113,11 +113,14 @@ def tool_rows(
     if loaded.config.mcp.builtin:
         rows.extend(ToolRow(name, "builtin", __version__, "") for name in BUILTIN_TOOLS)
     rows.extend(generated_rows(store))
-    rows.extend(
-        ToolRow(info.name, f"remote:{info.server}", "-", info.description.split("\n")[0])
-        for info in remote
-        if info.server != BUILTIN_NAME
-    )
+    taken = {row.name for row in rows}
+    for info in remote:
+        if info.server == BUILTIN_NAME:
+            continue
+        # A name that a local tool also has is shown as server.tool (both stay callable so).
+        name = info.qualified if info.name in taken or info.tool in taken else info.name
+        first_line = info.description.split("\n")[0]
+        rows.append(ToolRow(name, f"remote:{info.server}", "-", first_line))
     return rows
 
 
