@@ -444,3 +444,40 @@ async def test_network_is_offered_only_when_allowed(tmp_path: Path, bus: InMemor
     assert opened.record is not None
     assert opened.record.allow_network
     assert "the network may be used" in model.calls[1].messages[0].content
+
+
+# ----------------------------------------------------------------------------- the coordinator
+
+
+class _Desk:
+    async def create_task(self, description: str) -> Any:
+        raise AssertionError("no task expected")
+
+    async def schedule_task(self, description: str, spec: str) -> Any:
+        raise AssertionError("no schedule expected")
+
+
+@pytest.mark.parametrize(
+    ("text", "allowed"),
+    [
+        ("I need a tool that converts Celsius to Fahrenheit", False),
+        ("Make a tool that downloads a web page; it may use the internet", True),
+    ],
+)
+async def test_network_needs_the_users_own_words(
+    text: str, allowed: bool, bus: InMemoryBus
+) -> None:
+    from octopussy.agents.coordinator import Coordinator
+
+    inbox = await bus.register("tool_agent")
+    call = ToolCall(
+        "create_tool",
+        {"description": "the tool", "allow_network": True, "update": "old_tool"},
+    )
+    coordinator = Coordinator(bus=bus, model=ScriptedModel([call]), system_prompt="S", desk=_Desk())
+    reply = await coordinator.chat(text)
+    assert reply.startswith("Tool requested (ID: ")
+    request = await asyncio.wait_for(inbox.get(), 5)
+    assert request.type is MessageType.CREATE_TOOL
+    assert request.payload.get("allow_network", False) is allowed
+    assert request.payload["update"] == "old_tool"
