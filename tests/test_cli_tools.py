@@ -207,3 +207,31 @@ async def test_repl_tools_command(tmp_path: Path, capfd: pytest.CaptureFixture[s
         assert "rolled back from v2" in capfd.readouterr().out
         await session.run_command("/tools show nope")
         assert "error: no generated tool named 'nope'" in capfd.readouterr().out
+
+
+def test_doctor_warns_about_flagged_tools(tmp_path: Path) -> None:
+    from octopussy.doctor import check_generated_tools
+
+    config = write_config(tmp_path)
+    loaded = load_config(config)
+    assert check_generated_tools(loaded).status == "OK"
+    store = deploy_two_versions(config)
+    check = check_generated_tools(loaded)
+    assert check.status == "OK"
+    assert "1 of 1 enabled" in check.detail
+    for _ in range(FLAG_AFTER):
+        store.record_call("celsius_to_fahrenheit", 2, ok=False, error="boom")
+    check = check_generated_tools(loaded)
+    assert check.status == "WARN"
+    assert "celsius_to_fahrenheit" in check.detail
+    assert check.fix is not None
+    assert "rollback" in check.fix
+
+
+def test_names_are_checked_before_touching_files(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = write_config(tmp_path)
+    code, _, err = run(capsys, "--config", str(config), "tools", "show", "../../etc/passwd")
+    assert code == 2
+    assert "is not a tool name" in err

@@ -237,7 +237,8 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if not workspace.is_dir():
             raise ConfigError(f"workspace {workspace} is not a directory", hint="--workspace DIR")
         settings = (loaded.config.sandbox, loaded.config.mcp)
-        generated = loaded.paths.generated_tools if loaded.config.tool_agent.enabled else None
+        # Served even with the tool agent off: tools made earlier stay (`tools disable`).
+        generated = loaded.paths.generated_tools
         if args.http:
             try:
                 host, port = builtin.parse_host_port(args.http)

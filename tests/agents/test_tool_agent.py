@@ -267,7 +267,7 @@ class NoRegistry:
     def __init__(self) -> None:
         self.published: list[tuple[str, int]] = []
 
-    def tool_names(self) -> set[str]:
+    async def tool_names(self) -> set[str]:
         return {"remote_thing"}
 
     async def publish(self, name: str, version: int) -> bool:

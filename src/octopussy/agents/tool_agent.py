@@ -194,7 +194,7 @@ class ToolOutcome:
 class ToolCatalog(Protocol):
     """What the tool agent needs from the tools layer."""
 
-    def tool_names(self) -> set[str]:
+    async def tool_names(self) -> set[str]:
         """Every tool name in use now (built-in, generated, remote)."""
         ...
 
@@ -210,12 +210,10 @@ class RegistryCatalog:
         self._start_tools = start_tools
         self._registry: MCPRegistry | None = None
 
-    def tool_names(self) -> set[str]:
-        if self._registry is None:
-            return set()
-        return {info.name for info in self._registry.tools()} | {
-            info.tool for info in self._registry.tools()
-        }
+    async def tool_names(self) -> set[str]:
+        registry = await self._start_tools()
+        self._registry = registry
+        return {info.name for info in registry.tools()} | {info.tool for info in registry.tools()}
 
     async def publish(self, name: str, version: int) -> bool:
         registry = await self._start_tools()
@@ -236,10 +234,6 @@ class RegistryCatalog:
             if time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(0.05)
-
-    async def prepare(self) -> None:
-        """Connect the registry so ``tool_names`` knows remote tools too."""
-        self._registry = await self._start_tools()
 
 
 class ToolAgent(Agent):
@@ -300,7 +294,7 @@ class ToolAgent(Agent):
     async def create(self, request: ToolRequest) -> ToolOutcome:
         """Generate, check, test and deploy one tool (up to ``max_attempts`` tries)."""
         policy = self.policy(request)
-        taken = self._taken()
+        taken = await self._taken()
         outcome = ToolOutcome(request, ok=False)
         messages = [
             ChatMessage.system(self._system_prompt(policy)),
@@ -346,8 +340,13 @@ class ToolAgent(Agent):
             messages.append(ChatMessage.user(_feedback(attempt, number, self.settings)))
         return outcome
 
-    def _taken(self) -> set[str]:
-        return {*BUILTIN_TOOLS, *self.tools.names(), *self.catalog.tool_names()}
+    async def _taken(self) -> set[str]:
+        try:
+            remote = await self.catalog.tool_names()
+        except OctopussyError as exc:  # the registry failing must not stop a request
+            self.log.warning("could not list the tools in use: %s", exc)
+            remote = set()
+        return {*BUILTIN_TOOLS, *self.tools.names(), *remote}
 
     def _system_prompt(self, policy: ImportPolicy) -> str:
         if policy.allow_network:

@@ -129,9 +129,11 @@ class GeneratedToolStore:
         self.directory = directory
 
     def live_path(self, name: str) -> Path:
+        _check_name(name)
         return self.directory / f"{name}.json"
 
     def _versions_dir(self, name: str) -> Path:
+        _check_name(name)
         return self.directory / "versions" / name
 
     def _stats_path(self, name: str) -> Path:
@@ -267,6 +269,14 @@ class GeneratedToolStore:
     def _reset_stats(self, name: str, version: int) -> None:
         with contextlib.suppress(OSError):
             _write_atomic(self._stats_path(name), ToolStats(version=version).model_dump_json())
+
+
+def _check_name(name: str) -> None:
+    if not _NAME_FILE.match(f"{name}.json"):
+        raise ToolError(
+            f"{name!r} is not a tool name",
+            hint="tool names are letters, digits and underscores (`octopussy tools list`)",
+        )
 
 
 def _parse_record(text: str, path: Path) -> ToolRecord:
