@@ -481,3 +481,32 @@ async def test_network_needs_the_users_own_words(
     assert request.type is MessageType.CREATE_TOOL
     assert request.payload.get("allow_network", False) is allowed
     assert request.payload["update"] == "old_tool"
+
+
+async def test_a_model_that_is_down_still_gets_an_answer_to_the_requester(
+    tmp_path: Path, bus: InMemoryBus, coordinator: Inbox
+) -> None:
+    from octopussy.errors import BackendUnavailable
+
+    agent = ToolAgent(
+        bus=bus,
+        model=ScriptedModel([BackendUnavailable("cannot reach http://127.0.0.1:9/v1")]),
+        tools=GeneratedToolStore(tmp_path / "generated_tools"),
+        scratch=tmp_path / "scratch",
+        catalog=NoRegistry(),
+    )
+    await agent.register()
+    waiting = await bus.register("worker_1.tool_request.x")
+    await agent.handle(
+        Message(
+            type=MessageType.CREATE_TOOL,
+            sender="worker_1",
+            recipient=agent.name,
+            payload={"description": "c to f", "reply_to": "worker_1.tool_request.x"},
+            task_id="x",
+        )
+    )
+    for inbox in (coordinator, waiting):
+        report = await asyncio.wait_for(inbox.get(), 5)
+        assert report.payload["ok"] is False
+        assert "cannot reach" in report.payload["text"]

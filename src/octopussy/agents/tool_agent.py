@@ -275,9 +275,19 @@ class ToolAgent(Agent):
             return
         request = ToolRequest.from_message(message)
         if not request.description:
-            outcome = ToolOutcome(request, ok=False, attempts=[Attempt(0, "model", ["empty"])])
+            problem = "the request does not say what the tool should do"
+            outcome = ToolOutcome(request, ok=False, attempts=[Attempt(0, "model", [problem])])
         else:
-            outcome = await self.create(request)
+            try:
+                outcome = await self.create(request)
+            except OctopussyError as exc:  # the model's backend is down, ...: say so
+                self.log.warning("tool request %s failed: %s", request.request_id, exc)
+                outcome = ToolOutcome(request, ok=False, attempts=[Attempt(0, "model", [str(exc)])])
+            except Exception as exc:
+                # Our own bug: logged with its traceback, and whoever waits still hears.
+                self.log.exception("tool request %s crashed", request.request_id)
+                problem = f"internal error: {type(exc).__name__}: {exc}"
+                outcome = ToolOutcome(request, ok=False, attempts=[Attempt(0, "model", [problem])])
         await self._report(outcome)
 
     # -- one request
@@ -480,7 +490,8 @@ class ToolAgent(Agent):
         if record is not None:
             payload["description"] = record.description
             payload["parameters"] = _parameters(record)
-        await self._record("tool_created" if outcome.ok else "tool_failed", payload)
+        kind = "tool_created" if outcome.ok else "tool_failed"
+        await self._record(kind, payload, task_id=request.request_id)
         recipients = [self.report_to]
         if request.reply_to and request.reply_to != self.report_to:
             recipients.append(request.reply_to)
