@@ -113,6 +113,7 @@ async def run(runs: int) -> dict[str, Any]:
     (tmp / "config.yaml").write_text(
         f"llm:\n  provider: scripted\nworkspace: {workspace}\n"
         "workers:\n  optimize_prompts: false\nmemory:\n  enabled: false\n"
+        "tool_agent:\n  worker_requests: always\n"
     )
     loaded = load_config(None, cwd=tmp)
     worker = Worker()

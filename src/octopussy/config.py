@@ -273,8 +273,10 @@ class ToolAgentSettings(_Section):
     test_timeout_seconds: float | None = Field(
         default=None, gt=0, le=600, description="Sandbox test of the examples; default: sandbox."
     )
-    worker_requests: bool = Field(
-        default=True, description="Workers may ask for a missing tool mid-task (request_tool)."
+    worker_requests: Literal["off", "on_missing_tool", "always"] = Field(
+        default="on_missing_tool",
+        description="When workers are offered request_tool: after they call a tool that does "
+        "not exist (default), on every step, or never.",
     )
     request_timeout_seconds: float = Field(
         default=600, gt=0, description="How long a worker waits for a requested tool."

@@ -224,7 +224,7 @@ class Runtime:
     def tools_for_worker(self, name: str) -> ToolSource:
         """The worker's tools: the registry, plus ``request_tool`` while a tool agent runs."""
         settings = self.config.tool_agent
-        if self.tool_agent is None or not settings.worker_requests:
+        if self.tool_agent is None or settings.worker_requests == "off":
             return self.mcp
         return ToolRequester(
             self.mcp,
@@ -232,6 +232,7 @@ class Runtime:
             requester=name,
             tool_agent=self.tool_agent.name,
             timeout=settings.request_timeout_seconds,
+            always=settings.worker_requests == "always",
         )
 
     # -- tasks ----------------------------------------------------------------------------

@@ -177,7 +177,8 @@ async def test_requested_tool_is_live_for_clients_and_workers(tmp_path: Path) ->
     assert stored is not None
     assert stored.status is TaskStatus.DONE
     offered = {spec.name for spec in worker_model.calls[0].tools}
-    assert {"celsius_to_fahrenheit", "request_tool", "execute_python"} <= offered
+    assert {"celsius_to_fahrenheit", "execute_python"} <= offered
+    assert "request_tool" not in offered  # only after a call of a missing tool
     tool_message = worker_model.calls[1].messages[-1]
     assert tool_message.role == "tool"
     assert tool_message.content == "212.0"
@@ -200,6 +201,9 @@ async def test_a_worker_requests_a_missing_tool_and_goes_on(tmp_path: Path) -> N
     tool_model = ScriptedModel([tool_json()])
     worker_model = ScriptedModel(
         [
+            # The worker reaches for a tool that does not exist yet ...
+            ToolCall("celsius_to_fahrenheit", {"celsius": 37}),
+            # ... is told it may ask for one, asks, and goes on with it.
             ToolCall("request_tool", {"description": "convert Celsius to Fahrenheit"}),
             ToolCall("celsius_to_fahrenheit", {"celsius": 37}),
             "37 °C is 98.6 °F.",
@@ -217,13 +221,22 @@ async def test_a_worker_requests_a_missing_tool_and_goes_on(tmp_path: Path) -> N
     assert stored is not None
     assert stored.status is TaskStatus.DONE
     calls = stored.data["tool_calls"]
-    assert [c["name"] for c in calls] == ["request_tool", "celsius_to_fahrenheit"]
-    assert [c["is_error"] for c in calls] == [False, False]
-    answer = worker_model.calls[1].messages[-1].content
+    assert [c["name"] for c in calls] == [
+        "celsius_to_fahrenheit",
+        "request_tool",
+        "celsius_to_fahrenheit",
+    ]
+    assert [c["is_error"] for c in calls] == [True, False, False]
+    assert "request_tool" not in {s.name for s in worker_model.calls[0].tools}
+    missing = worker_model.calls[1].messages[-1].content
+    assert "unknown tool 'celsius_to_fahrenheit'" in missing
+    assert "call request_tool" in missing
+    assert "request_tool" in {s.name for s in worker_model.calls[1].tools}
+    answer = worker_model.calls[2].messages[-1].content
     assert "celsius_to_fahrenheit exists now" in answer
     assert '"celsius"' in answer
-    assert "celsius_to_fahrenheit" in {s.name for s in worker_model.calls[1].tools}
-    assert worker_model.calls[2].messages[-1].content == "98.6"
+    assert "celsius_to_fahrenheit" in {s.name for s in worker_model.calls[2].tools}
+    assert worker_model.calls[3].messages[-1].content == "98.6"
     assert report.payload["ok"]
     assert report.payload["available"]
     record = GeneratedToolStore(loaded.paths.generated_tools).require("celsius_to_fahrenheit")
@@ -510,3 +523,45 @@ async def test_a_model_that_is_down_still_gets_an_answer_to_the_requester(
         report = await asyncio.wait_for(inbox.get(), 5)
         assert report.payload["ok"] is False
         assert "cannot reach" in report.payload["text"]
+
+
+class _Tools:
+    """A tool source with one tool (what the requester wraps)."""
+
+    def tool_specs(self) -> list[Any]:
+        from octopussy.llm.base import ToolSpec
+
+        return [ToolSpec("read_file", "read")]
+
+    async def call(self, name: str, arguments: Any) -> Any:
+        from octopussy.errors import ToolError
+
+        if name != "read_file":
+            raise ToolError(f"unknown tool {name!r}")
+        return _Result("content")
+
+
+class _Result:
+    def __init__(self, text: str) -> None:
+        self.text = text
+        self.is_error = False
+
+
+async def test_request_tool_is_offered_only_after_a_missing_tool(bus: InMemoryBus) -> None:
+    from octopussy.agents.tool_agent import ToolRequester
+    from octopussy.errors import ToolError
+
+    requester = ToolRequester(_Tools(), bus=bus, requester="worker_1", offer_steps=2)
+    names = lambda: [s.name for s in requester.tool_specs()]  # noqa: E731
+    assert names() == ["read_file"]
+    assert (await requester.call("read_file", {})).text == "content"
+    with pytest.raises(ToolError, match="call request_tool"):
+        await requester.call("convert", {})
+    assert names() == ["read_file", "request_tool"]
+    assert names() == ["read_file", "request_tool"]
+    assert names() == ["read_file"]  # withdrawn after offer_steps steps
+    always = ToolRequester(_Tools(), bus=bus, requester="worker_2", always=True)
+    assert [s.name for s in always.tool_specs()] == ["read_file", "request_tool"]
+    answer = await always.call("request_tool", {"description": "x"})
+    assert answer.is_error  # no tool agent on this bus
+    assert "no tool agent is running" in answer.text

@@ -22,7 +22,11 @@ handles one request at a time (its inbox loop), which also keeps one model busy 
 
 ``ToolRequester`` is how a worker asks: it wraps the worker's tool source with one more
 tool, ``request_tool``, which sends CREATE_TOOL and waits (bounded) on a private inbox for
-the answer. The worker's loop needs no change: its next step lists the tools again.
+the answer. The worker's loop needs no change: its next step lists the tools again. By
+default ``request_tool`` is offered only for a few steps after the worker called a tool
+that does not exist (the moment it lacks a capability): offered on every step, a small
+model reaches for it when the tools it has would do (measured on the embedded model: it
+asked for a "create_and_read_file" tool instead of calling write_file).
 """
 
 from __future__ import annotations
@@ -44,7 +48,7 @@ from octopussy.agents.react import ToolResultLike, ToolSource
 from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
 from octopussy.config import SandboxSettings, ToolAgentSettings
-from octopussy.errors import ModelBehaviorError, OctopussyError
+from octopussy.errors import ModelBehaviorError, OctopussyError, ToolError
 from octopussy.llm.base import ChatMessage, Model, ToolSpec
 from octopussy.mcp.builtin import BUILTIN_TOOLS
 from octopussy.mcp.generated import GeneratedToolStore, ToolRecord, run_tool, same_value
@@ -593,7 +597,11 @@ class _Answer:
 
 
 class ToolRequester:
-    """A worker's tool source plus ``request_tool`` (see the module doc)."""
+    """A worker's tool source plus ``request_tool`` (see the module doc).
+
+    ``always=False``: ``request_tool`` is offered for ``offer_steps`` model steps after a
+    call of a tool that does not exist, whose error then says how to ask for one.
+    """
 
     def __init__(
         self,
@@ -603,19 +611,42 @@ class ToolRequester:
         requester: str,
         tool_agent: str = TOOL_AGENT,
         timeout: float = 600.0,
+        always: bool = False,
+        offer_steps: int = 3,
     ) -> None:
         self.tools = tools
         self.bus = bus
         self.requester = requester
         self.tool_agent = tool_agent
         self.timeout = timeout
+        self.always = always
+        self.offer_steps = offer_steps
+        self._offers_left = 0
 
     def tool_specs(self) -> list[ToolSpec]:
-        return [*self.tools.tool_specs(), REQUEST_TOOL]
+        specs = self.tools.tool_specs()
+        if self.always:
+            return [*specs, REQUEST_TOOL]
+        if self._offers_left > 0:
+            self._offers_left -= 1  # one model step sees this list
+            return [*specs, REQUEST_TOOL]
+        return specs
 
     async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResultLike:
         if name != REQUEST_TOOL.name:
-            return await self.tools.call(name, arguments)
+            known = {spec.name for spec in self.tools.tool_specs()}
+            if name in known:
+                return await self.tools.call(name, arguments)
+            try:
+                return await self.tools.call(name, arguments)
+            except ToolError as exc:
+                # The worker reached for a tool that does not exist: now it may ask for one.
+                self._offers_left = self.offer_steps
+                raise ToolError(
+                    f"{exc.message}. If no available tool can do this step, call request_tool "
+                    "with a description of the tool you need",
+                    hint=exc.hint,
+                ) from exc
         description = str(arguments.get("description") or "").strip()
         if not description:
             return _Answer("request_tool needs a description of the tool", True)
