@@ -37,6 +37,7 @@ import json
 import shutil
 import time
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -268,8 +269,8 @@ class ToolAgent(Agent):
         self.sandbox_settings = sandbox or SandboxSettings()
         self.report_to = report_to
         self._sandbox: Sandbox | None = None
-        #: Every finished request, newest last (tests, benchmarks, ``/tools``).
-        self.outcomes: list[ToolOutcome] = []
+        #: The latest finished requests, newest last (tests, benchmarks).
+        self.outcomes: deque[ToolOutcome] = deque(maxlen=100)
 
     # -- the bus entry point
 
