@@ -235,3 +235,24 @@ def test_names_are_checked_before_touching_files(
     code, _, err = run(capsys, "--config", str(config), "tools", "show", "../../etc/passwd")
     assert code == 2
     assert "is not a tool name" in err
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [("off", "off"), ("false", "off"), ("true", "on_missing_tool"), ("always", "always")],
+)
+def test_worker_requests_reads_yaml_booleans(tmp_path: Path, value: str, expected: str) -> None:
+    from octopussy.config import parse_config
+
+    config, _ = parse_config(f"tool_agent:\n  worker_requests: {value}\n", source="x.yaml")
+    assert config.tool_agent.worker_requests == expected
+
+
+def test_a_bad_tool_agent_key_is_one_clear_line(tmp_path: Path) -> None:
+    from octopussy.config import parse_config
+    from octopussy.errors import ConfigError
+
+    with pytest.raises(ConfigError) as info:
+        parse_config("tool_agent:\n  max_attempt: 3\n", source="c.yaml")
+    assert "c.yaml: tool_agent.max_attempt: unknown key" in str(info.value)
+    assert "max_attempts" in str(info.value)

@@ -282,6 +282,16 @@ class ToolAgentSettings(_Section):
         default=600, gt=0, description="How long a worker waits for a requested tool."
     )
 
+    @field_validator("worker_requests", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false (and `on` as true).
+        if value is False:
+            return "off"
+        if value is True:
+            return "on_missing_tool"
+        return value
+
 
 class LoggingSettings(_Section):
     level: Literal["DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"] = "INFO"

@@ -235,7 +235,6 @@ class Runtime:
             always=settings.worker_requests == "always",
         )
 
-    # -- tasks ----------------------------------------------------------------------------
     async def create_task(self, description: str) -> TaskRecord:
         """Store a task, optimize its prompt and hand it to the worker pool."""
         await self.start_tools()
