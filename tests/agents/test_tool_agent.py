@@ -565,3 +565,16 @@ async def test_request_tool_is_offered_only_after_a_missing_tool(bus: InMemoryBu
     answer = await always.call("request_tool", {"description": "x"})
     assert answer.is_error  # no tool agent on this bus
     assert "no tool agent is running" in answer.text
+
+
+def test_the_user_sees_the_seed_lines() -> None:
+    from octopussy.display import format_line, format_message
+
+    message = Message(
+        type=MessageType.AGENT_NOTIFICATION,
+        sender="tool_agent",
+        recipient="coordinator",
+        payload={"label": "TOOL AGENT", "text": "New tool created: x v1 — X. (available now)"},
+    )
+    assert format_message(message) == "[TOOL AGENT] New tool created: x v1 — X. (available now)"
+    assert format_line(message).startswith("[TOOL AGENT] New tool created")

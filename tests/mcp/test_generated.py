@@ -416,3 +416,14 @@ def test_an_untouched_directory_costs_one_stat(workspace: Path, store: Generated
     assert toolset.sync() is False
     assert time.perf_counter() - started < 1.0  # sanity only; the point is "False"
     assert set(toolset.tools) == {"celsius_to_fahrenheit"}
+
+
+@needs_bwrap
+async def test_a_result_too_large_for_the_sandbox_says_so(workspace: Path) -> None:
+    sandbox = Sandbox(SandboxSettings(timeout_seconds=5, max_output_chars=1000), workspace)
+    code = 'def big(n: int) -> str:\n    """D."""\n    return "x" * n\n'
+    small = await run_tool(sandbox, name="big", code=code, calls=[{"n": 10}])
+    assert small.outcomes[0].result == "x" * 10
+    large = await run_tool(sandbox, name="big", code=code, calls=[{"n": 5000}])
+    assert large.error is not None
+    assert "larger than the sandbox's limit" in large.error

@@ -422,6 +422,11 @@ def _run_failure(
     where = ""
     if 0 <= started < len(calls):
         where = f" while running the call with {json.dumps(calls[started])}"
+    if result.truncated and not result.timed_out and result.exit_code == 0:
+        return (
+            f"the output{where} is larger than the sandbox's limit "
+            f"({len(result.stdout)} characters kept); return a smaller result"
+        )
     if result.timed_out:
         limit = f" {timeout:g} s" if timeout else ""
         return (
