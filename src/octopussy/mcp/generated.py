@@ -145,7 +145,7 @@ class GeneratedToolStore:
         """Names of the live tools (enabled or not), sorted."""
         try:
             entries = os.listdir(self.directory)
-        except FileNotFoundError:
+        except OSError:  # missing or unreadable: no generated tools (never a failed request)
             return []
         return sorted(m.group(1) for e in entries if (m := _NAME_FILE.match(e)))
 
@@ -177,7 +177,7 @@ class GeneratedToolStore:
             entries = sorted(
                 (int(m.group(1)), e) for e in os.listdir(directory) if (m := _VERSION_FILE.match(e))
             )
-        except FileNotFoundError:
+        except OSError:
             return []
         found: list[ToolRecord] = []
         for _, entry in entries:
