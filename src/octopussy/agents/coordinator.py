@@ -125,10 +125,24 @@ CREATE_TOOL = ToolSpec(
             "description": {
                 "type": "string",
                 "description": "What the new tool must do: its inputs and its output.",
-            }
+            },
+            "allow_network": {
+                "type": "boolean",
+                "description": "True only when the user explicitly allows this tool to use "
+                "the network or the internet.",
+            },
+            "update": {
+                "type": "string",
+                "description": "Only to replace an existing tool with a new version: its name.",
+            },
         },
         "required": ["description"],
     },
+)
+#: The user's own words must mention the network before a tool request may allow it: a
+#: model's ``allow_network: true`` alone is not the user's permission.
+_NETWORK_WORDS = re.compile(
+    r"\b(?:network|internet|online|web|http\w*|url|download\w*|api|fetch\w*)\b", re.IGNORECASE
 )
 
 
@@ -401,11 +415,17 @@ class Coordinator(Agent):
     async def _request_tool(self, text: str, arguments: dict[str, Any], turn: Turn) -> str:
         description = str(arguments.get("description") or "").strip() or text
         request_id = uuid.uuid4().hex[:8]
+        payload: dict[str, Any] = {"description": description, "requested_at": time.time()}
+        if arguments.get("allow_network") is True and _NETWORK_WORDS.search(text):
+            payload["allow_network"] = True
+        update = str(arguments.get("update") or "").strip()
+        if update:
+            payload["update"] = update
         try:
             await self.send(
                 self.tool_agent,
                 MessageType.CREATE_TOOL,
-                {"description": description, "requested_at": time.time()},
+                payload,
                 task_id=request_id,
             )
         except (OctopussyError, TimeoutError) as exc:

@@ -6,6 +6,7 @@
       MCPServer "octopussy-builtin"
         read_file · write_file · edit_file · list_directory · search_files ──► Workspace
         execute_python ──────────────────────────────────────────────────────► Sandbox
+        generated tools (``generated_tools/``, loaded and watched) ──────────► Sandbox
 
 Every tool takes its input schema from its type hints (``Annotated`` + ``Field``) and
 answers with text written for a model to read, plus structured content for programs
@@ -15,6 +16,10 @@ sentence saying what to do instead, never as a protocol error: the model can cor
 
 File tools run on worker threads (the SDK runs sync tools there), so a large search never
 stalls the server; ``execute_python`` awaits the sandbox on the event loop.
+
+With ``generated_tools`` set, the tools the tool agent wrote are served too, and the
+directory is watched: a new, changed, disabled or removed tool takes effect live, and clients
+hear ``notifications/tools/list_changed`` (see ``octopussy.mcp.generated``).
 
 ``python -m octopussy.mcp.builtin --workspace DIR [--http HOST:PORT]`` serves it with the
 default limits (``octopussy mcp builtin`` is the configured front door).
@@ -35,21 +40,32 @@ import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server import MCPServer
+from mcp.server import MCPServer, NotificationOptions
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from octopussy import __version__
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
+from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
 from octopussy.mcp.workspace import Workspace
 
 SERVER_NAME = "octopussy-builtin"
+#: The built-in tools' names (a generated tool may not take one).
+BUILTIN_TOOLS = (
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_directory",
+    "search_files",
+    "execute_python",
+)
 #: Longest line read_file shows in full; longer ones are cut with a note.
 MAX_LINE_CHARS = 2000
 #: Entries list_directory shows at most.
@@ -807,17 +823,35 @@ def build_builtin_server(
     sandbox: SandboxSettings,
     mcp: MCPSettings,
     bwrap_path: str | Path | None = None,
+    generated_tools: Path | None = None,
 ) -> MCPServer:
     """The built-in tools server for ``workspace`` (which must exist).
 
     ``bwrap_path`` overrides where bubblewrap is looked for (default: ``bwrap`` on PATH);
     a path that does not exist runs code without isolation (or refuses, with
-    ``sandbox.require_isolation``).
+    ``sandbox.require_isolation``). ``generated_tools``: the directory of generated tools
+    to serve and watch (None: none).
     """
     ws = Workspace(workspace)
     if bwrap_path is None:
         bwrap_path = sandbox.bwrap_path
-    tools = BuiltinTools(ws, Sandbox(sandbox, ws.root, bwrap_path=bwrap_path), mcp)
+    shared_sandbox = Sandbox(sandbox, ws.root, bwrap_path=bwrap_path)
+    tools = BuiltinTools(ws, shared_sandbox, mcp)
+    toolset: GeneratedToolset | None = None
+    extra: dict[str, Any] = {}
+    if generated_tools is not None:
+        subscriptions = InMemorySubscriptionBus()
+        toolset = GeneratedToolset(
+            GeneratedToolStore(generated_tools),
+            shared_sandbox,
+            subscriptions=subscriptions,
+            reserved=BUILTIN_TOOLS,
+        )
+        extra = {
+            "subscriptions": subscriptions,
+            "middleware": [toolset.middleware],
+            "lifespan": toolset.lifespan,
+        }
     limits = (
         f"{sandbox.timeout_seconds:g} s wall clock, {sandbox.cpu_seconds} s CPU, "
         f"{sandbox.memory_mb} MB memory, {sandbox.max_processes} processes, "
@@ -834,6 +868,7 @@ def build_builtin_server(
             "them with list_directory and search_files, and run code with execute_python."
         ),
         log_level="WARNING",
+        **extra,
     )
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(destructive_hint=True, open_world_hint=False)
@@ -983,19 +1018,49 @@ def build_builtin_server(
         (execute_python, writes),
     ):
         server.add_tool(fn, description=descriptions[fn.__name__], annotations=annotations)
+    if toolset is not None:
+        toolset.attach(server)
+        toolset.sync(force=True)
+        _advertise_tool_changes(server)
     return server
+
+
+def _advertise_tool_changes(server: MCPServer) -> None:
+    """Say ``tools.listChanged: true`` to 2025-era clients too (2026-era ones derive it).
+
+    The SDK's transports all call ``create_initialization_options()`` without options,
+    which advertises no change notifications; this default makes them say so.
+    """
+    lowlevel = server._lowlevel_server
+    original = lowlevel.create_initialization_options
+
+    def with_tool_changes(
+        notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        options = notification_options or NotificationOptions(tools_changed=True)
+        return original(options, *args, **kwargs)
+
+    lowlevel.create_initialization_options = with_tool_changes  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------- serving
 
 
-async def serve_stdio(*, workspace: Path, sandbox: SandboxSettings, mcp: MCPSettings) -> None:
+async def serve_stdio(
+    *,
+    workspace: Path,
+    sandbox: SandboxSettings,
+    mcp: MCPSettings,
+    generated_tools: Path | None = None,
+) -> None:
     """Serve over stdin/stdout until the client closes stdin.
 
     While serving, the SDK points fd 1 at stderr, so a stray ``print`` cannot corrupt the
     wire; logs go wherever logging was configured (stderr or a file, never stdout).
     """
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     await server.run_stdio_async()
 
 
@@ -1007,6 +1072,7 @@ async def serve_http(
     sandbox: SandboxSettings,
     mcp: MCPSettings,
     path: str = "/mcp",
+    generated_tools: Path | None = None,
 ) -> None:
     """Serve Streamable HTTP at ``http://host:port{path}`` until cancelled.
 
@@ -1014,7 +1080,9 @@ async def serve_http(
     """
     import uvicorn
 
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     config = uvicorn.Config(
         app,
@@ -1028,12 +1096,21 @@ async def serve_http(
 
 
 def main_stdio(
-    workspace: Path, sandbox_settings: SandboxSettings, mcp_settings: MCPSettings
+    workspace: Path,
+    sandbox_settings: SandboxSettings,
+    mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over stdio (for ``octopussy mcp builtin``)."""
 
     async def run() -> None:
-        await serve_stdio(workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings)
+        await serve_stdio(
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
+        )
 
     anyio.run(run)
 
@@ -1044,12 +1121,19 @@ def main_http(
     workspace: Path,
     sandbox_settings: SandboxSettings,
     mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over Streamable HTTP (for ``octopussy mcp builtin --http``)."""
 
     async def run() -> None:
         await serve_http(
-            host, port, workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings
+            host,
+            port,
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
         )
 
     anyio.run(run)
@@ -1074,12 +1158,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", required=True, help="the directory tools may touch")
     parser.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP instead")
+    parser.add_argument(
+        "--generated-tools", metavar="DIR", help="also serve (and watch) the tools in DIR"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         print(f"error: workspace {workspace} is not a directory", file=sys.stderr)
         return 2
+    gen = Path(args.generated_tools).expanduser() if args.generated_tools else None
     try:
         if args.http:
             try:
@@ -1087,9 +1175,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"error: --http: {exc}", file=sys.stderr)
                 return 2
-            main_http(host, port, workspace, SandboxSettings(), MCPSettings())
+            main_http(host, port, workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
         else:
-            main_stdio(workspace, SandboxSettings(), MCPSettings())
+            main_stdio(workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
     except KeyboardInterrupt:
         return 130
     return 0
