@@ -496,12 +496,15 @@ async def test_execute_python_timeout_is_capped_by_config(client: Client) -> Non
 
 
 @needs_bwrap
-async def test_execute_python_given_a_shell_command_says_how_to_run_the_script(
+async def test_execute_python_given_a_shell_command_runs_the_script(
     client: Client, workspace: Path
 ) -> None:
-    (workspace / "hello.py").write_text("print('hi')\n")
-    result = await ok(client, "execute_python", code="python hello.py")
-    assert "runpy.run_path('hello.py')" in text(result)
+    (workspace / "hello.py").write_text("import sys\nprint('hi', sys.argv[1:])\n")
+    result = await ok(client, "execute_python", code="python3 hello.py 10 'a b'\n")
+    assert "hi ['10', 'a b']" in data(result)["stdout"]
+    assert "the code was a shell command, so the script hello.py was run" in text(result)
+    plain = await ok(client, "execute_python", code="python = 1\nprint(python)")
+    assert data(plain)["stdout"] == "1\n"
 
 
 @needs_bwrap

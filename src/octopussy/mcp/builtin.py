@@ -33,6 +33,7 @@ import json
 import logging
 import os
 import re
+import shlex
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -734,13 +735,20 @@ class BuiltinTools:
         limit = self.sandbox.settings.timeout_seconds
         capped = timeout_seconds is not None and timeout_seconds > limit
         timeout = limit if timeout_seconds is None or capped else timeout_seconds
+        command = _shell_python_command(code)
+        if command is not None:
+            # "python fib.py" is not Python, and models send it anyway (then loop on the
+            # SyntaxError): it can only mean "run that script", so that is what runs.
+            script, args = command
+            code = (
+                f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
+                f"runpy.run_path({script!r}, run_name='__main__')\n"
+            )
         result = await self.sandbox.run_python(code, timeout_seconds=timeout)
-        command = _SHELL_PYTHON.match(code)
-        if command and result.exit_code != 0:
-            script = command.group(1)
+        if command is not None:
             result.notes.append(
-                f"code is Python source, not a shell command; to run {script}, call "
-                f"execute_python with code: import runpy; runpy.run_path({script!r})"
+                f"the code was a shell command, so the script {command[0]} was run "
+                "(execute_python takes Python source)"
             )
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
@@ -857,7 +865,19 @@ _RESEND_CHECK_BYTES = 1 << 20
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
-_SHELL_PYTHON = re.compile(r"\A\s*python3?\s+([\w./-]+\.py)\b")
+_SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+def _shell_python_command(code: str) -> tuple[str, list[str]] | None:
+    """``("fib.py", ["10"])`` for code that is the shell command ``python fib.py 10``."""
+    match = _SHELL_PYTHON.match(code)
+    if match is None:
+        return None
+    try:
+        args = shlex.split(match.group(2))
+    except ValueError:
+        return None
+    return match.group(1), args
 
 
 def build_builtin_server(
