@@ -508,6 +508,16 @@ async def test_execute_python_given_a_shell_command_runs_the_script(
 
 
 @needs_bwrap
+async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
+    one_line = await ok(client, "execute_python", code="x = 1 print(x)")
+    assert "the code is a single line: put each statement on its own line" in text(one_line)
+    missing = await ok(client, "execute_python", code="print(csv.__name__)")
+    assert "csv is a module: add 'import csv' as the first line" in text(missing)
+    other = await ok(client, "execute_python", code="print(undefined_thing)")
+    assert "is a module" not in text(other)
+
+
+@needs_bwrap
 async def test_execute_python_empty_output_says_so(client: Client) -> None:
     assert "(no output; use print()" in text(await ok(client, "execute_python", code="x = 1"))
 

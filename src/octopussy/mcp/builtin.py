@@ -750,6 +750,8 @@ class BuiltinTools:
                 f"the code was a shell command, so the script {command[0]} was run "
                 "(execute_python takes Python source)"
             )
+        elif not result.ok:
+            result.notes.extend(_python_error_hints(code, result.stderr))
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
@@ -866,6 +868,23 @@ _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside i
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+_MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
+
+
+def _python_error_hints(code: str, stderr: str) -> list[str]:
+    """Plain hints for the two mistakes small models make most with execute_python."""
+    hints: list[str] = []
+    if "SyntaxError" in stderr and "\n" not in code.strip():
+        hints.append(
+            "the code is a single line: put each statement on its own line (a newline "
+            "between them in the code string)"
+        )
+    for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
+        if name in sys.stdlib_module_names:
+            hints.append(f"{name} is a module: add 'import {name}' as the first line")
+    return hints
 
 
 def _shell_python_command(code: str) -> tuple[str, list[str]] | None:
