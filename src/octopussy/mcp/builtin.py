@@ -30,12 +30,15 @@ default limits (``octopussy mcp builtin`` is the configured front door).
 # (closures in ``build_builtin_server``), which string annotations could not see.
 
 import argparse
+import ast
 import codecs
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
+import shlex
 import stat
 import sys
 from collections.abc import Iterator, Sequence
@@ -428,14 +431,28 @@ class BuiltinTools:
             # fence in it is broken, so the fence goes and the result says so.
             content = fenced.group(1) + "\n"
             notes.append("removed the markdown code fence around the content")
+        if real.suffix.lower() == ".json" and not append:
+            _refuse_python_literal_as_json(content)
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ToolError(f"{path!r} is not a regular file")
-            if append and st.st_size and content and os.pread(fd, 1, st.st_size - 1) != b"\n":
-                content = "\n" + content  # a new line, not glued to the last one
+            if append and st.st_size and content:
+                current = _resent_whole_file(fd, st.st_size, content)
+                if current is not None:
+                    # Small models resend the whole file plus the new line with append=true;
+                    # appending that would duplicate the file, so it becomes the content.
+                    os.ftruncate(fd, 0)
+                    notes.append(
+                        "content began with the file's whole current text, so it replaced "
+                        "the file instead of being appended (append=true takes only the "
+                        "new text)"
+                    )
+                    append = False
+                elif os.pread(fd, 1, st.st_size - 1) != b"\n":
+                    content = "\n" + content  # a new line, not glued to the last one
             data = content.encode("utf-8")
             view = memoryview(data)
             while view:
@@ -672,7 +689,16 @@ class BuiltinTools:
             skipped_binary=skipped_binary,
             skipped_large=skipped_large,
         )
-        return _result(self._search_text(data, pattern, text, base_rel, max_results), data)
+        out = self._search_text(data, pattern, text, base_rel, max_results)
+        if text is None and (regex or ignore_case):
+            # Measured on the embedded model: it sets regex/ignore_case, forgets text, and
+            # then takes the file list for a content search.
+            out += (
+                "\n[regex and ignore_case apply to text, which was not given: these are file "
+                "names only, their contents were not searched; pass text to find the files "
+                "that contain it]"
+            )
+        return _result(out, data)
 
     @staticmethod
     def _search_text(
@@ -725,14 +751,23 @@ class BuiltinTools:
         limit = self.sandbox.settings.timeout_seconds
         capped = timeout_seconds is not None and timeout_seconds > limit
         timeout = limit if timeout_seconds is None or capped else timeout_seconds
-        result = await self.sandbox.run_python(code, timeout_seconds=timeout)
-        command = _SHELL_PYTHON.match(code)
-        if command and result.exit_code != 0:
-            script = command.group(1)
-            result.notes.append(
-                f"code is Python source, not a shell command; to run {script}, call "
-                f"execute_python with code: import runpy; runpy.run_path({script!r})"
+        command = _shell_python_command(code)
+        if command is not None:
+            # "python fib.py" is not Python, and models send it anyway (then loop on the
+            # SyntaxError): it can only mean "run that script", so that is what runs.
+            script, args = command
+            code = (
+                f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
+                f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
+        result = await self.sandbox.run_python(code, timeout_seconds=timeout)
+        if command is not None:
+            result.notes.append(
+                f"the code was a shell command, so the script {command[0]} was run "
+                "(execute_python takes Python source)"
+            )
+        elif not result.ok:
+            result.notes.extend(_python_error_hints(code, result.stderr))
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
@@ -809,12 +844,75 @@ def _format_run(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
+def _refuse_python_literal_as_json(content: str) -> None:
+    """Raise when ``content`` is a Python literal that is not JSON (``['a', 'b']``).
+
+    That is a model's mistake, not a format the user wants; the error shows the JSON.
+    Anything else that fails to parse (JSON with comments, a template) is written as is.
+    """
+    try:
+        json.loads(content)
+        return
+    except ValueError as exc:
+        problem = str(exc)
+    try:
+        value = ast.literal_eval(content.strip())
+        as_json = json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return
+    if len(as_json) > 300:
+        as_json = as_json[:300] + "…"
+    raise ToolError(
+        f"content is not valid JSON ({problem}): it is Python syntax; JSON needs double "
+        f"quotes, true/false/null. Write it as JSON, e.g. {as_json}"
+    )
+
+
+def _resent_whole_file(fd: int, size: int, content: str) -> str | None:
+    """The file's text when ``content`` starts with all of it (a small text file only)."""
+    if size > _RESEND_CHECK_BYTES or len(content.encode("utf-8")) < size:
+        return None
+    current = os.pread(fd, size, 0).decode("utf-8", errors="replace").rstrip("\n")
+    return current if current and content.startswith(current) else None
+
+
+_RESEND_CHECK_BYTES = 1 << 20
+
 # ---------------------------------------------------------------------- the server
 
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
-_SHELL_PYTHON = re.compile(r"\A\s*python3?\s+([\w./-]+\.py)\b")
+_SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+_MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
+
+
+def _python_error_hints(code: str, stderr: str) -> list[str]:
+    """Plain hints for the two mistakes small models make most with execute_python."""
+    hints: list[str] = []
+    if "SyntaxError" in stderr and "\n" not in code.strip():
+        hints.append(
+            "the code is a single line: put each statement on its own line (a newline "
+            "between them in the code string)"
+        )
+    for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
+        if name in sys.stdlib_module_names:
+            hints.append(f"{name} is a module: add 'import {name}' as the first line")
+    return hints
+
+
+def _shell_python_command(code: str) -> tuple[str, list[str]] | None:
+    """``("fib.py", ["10"])`` for code that is the shell command ``python fib.py 10``."""
+    match = _SHELL_PYTHON.match(code)
+    if match is None:
+        return None
+    try:
+        args = shlex.split(match.group(2))
+    except ValueError:
+        return None
+    return match.group(1), args
 
 
 def build_builtin_server(
