@@ -80,6 +80,8 @@ _ARGUMENT_CHARS = 500
 
 
 def _default_identity(name: str, role: str) -> str:
+    # Each sentence was measured on the embedded model (benchmarks/bench_tasks.py); the last
+    # one stops it from reading a file it was asked to create, and giving up on the error.
     return (
         f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
         "using the available tools when they help; work on the files in the workspace with "
@@ -90,7 +92,7 @@ def _default_identity(name: str, role: str) -> str:
         "in the workspace, so open files by name (csv.DictReader for CSV, json.load for "
         "JSON) and print the result. When you are done, give the final answer in one or two "
         "sentences: what you did, and the values, numbers or file contents the task asked "
-        "for."
+        "for. Begin with the task's first step: to create a file, call write_file."
     )
 
 
