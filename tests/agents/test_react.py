@@ -398,3 +398,12 @@ async def test_a_second_repeat_takes_the_tools_away_for_one_step() -> None:
     answer = final(steps)
     assert answer.text == "it is 3"
     assert not answer.partial
+
+
+async def test_a_tool_call_written_as_text_when_tools_are_gone_ends_partial() -> None:
+    call = ToolCall("add", {"a": 1, "b": 2})
+    model = ScriptedModel([call, call, call, '{"tool": "add", "arguments": {"a": 1}}'])
+    answer = final(await collect(react(model, FakeTools(), conversation())))
+    assert answer.partial
+    assert answer.text.startswith("[partial answer]")
+    assert "add returned:\n3" in answer.text

@@ -388,9 +388,12 @@ async def test_search_files_by_pattern(client: Client) -> None:
     assert data(within)["matches"][0]["path"] == "src/pkg/__init__.py"
 
 
-async def test_search_files_by_a_bare_word_suggests_a_text_search(client: Client) -> None:
-    result = await ok(client, "search_files", pattern="Demo")
-    assert "call search_files with text='Demo'" in text(result)
+async def test_search_files_by_a_bare_word_searches_the_contents(client: Client) -> None:
+    result = await ok(client, "search_files", pattern="demo")
+    assert text(result).startswith("[no file is named 'demo', so the files' contents were")
+    assert data(result)["matches"][0]["path"] == "README.md"
+    nothing = await ok(client, "search_files", pattern="zebra")
+    assert "No matches" in text(nothing)
 
 
 async def test_search_files_says_when_regex_is_given_without_text(client: Client) -> None:

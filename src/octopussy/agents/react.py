@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeAlias
@@ -218,6 +219,12 @@ async def react(
             continue
         yield ModelStep(response, response.usage)
         conversation.append(response.message)
+        if answer_now and not response.tool_calls and _looks_like_a_tool_call(response.text):
+            # Without tools it may still write a call as text: that is no answer for the
+            # user; the best is the labelled partial answer with the last real result.
+            text = _partial_text(steps, last_useful, why="the model kept calling the same tool")
+            yield FinalAnswer(text, partial=True, steps=steps, usage=total)
+            return
         answer_now = False
         if response.text.strip():
             last_useful = response.text.strip()
@@ -320,11 +327,12 @@ def _garbage_feedback(problem: str, specs: Sequence[ToolSpec]) -> str:
     )
 
 
-def _partial_text(steps: int, last_useful: str) -> str:
-    head = (
-        f"[partial answer] Stopped after {steps} step(s) without a final answer "
-        "(the step limit was reached)."
-    )
+def _looks_like_a_tool_call(text: str) -> bool:
+    return bool(re.match(r'\s*(?:```\w*\s*)?\{\s*"(?:tool|name)"\s*:', text))
+
+
+def _partial_text(steps: int, last_useful: str, why: str = "the step limit was reached") -> str:
+    head = f"[partial answer] Stopped after {steps} step(s) without a final answer ({why})."
     if not last_useful:
         return head + " No useful output was produced."
     excerpt = truncate_result(last_useful, _PARTIAL_EXCERPT_CHARS)

@@ -689,6 +689,18 @@ class BuiltinTools:
             skipped_binary=skipped_binary,
             skipped_large=skipped_large,
         )
+        if text is None and not matches and _BARE_WORD.fullmatch(pattern):
+            # A bare word as the pattern finds only a file named exactly that; models mean
+            # "files that mention it" (measured: the embedded model ignored the hint to pass
+            # text and looped). Search the contents for it, and say so.
+            inner = self.search_files("**/*", pattern, path, False, True, max_results)
+            first = inner.content[0]
+            assert isinstance(first, TextContent)
+            first.text = (
+                f"[no file is named {pattern!r}, so the files' contents were searched for it "
+                f"(as text={pattern!r}, ignore_case=true)]\n{first.text}"
+            )
+            return inner
         out = self._search_text(data, pattern, text, base_rel, max_results)
         if text is None and (regex or ignore_case):
             # Measured on the embedded model: it sets regex/ignore_case, forgets text, and
@@ -883,6 +895,7 @@ _RESEND_CHECK_BYTES = 1 << 20
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
+_BARE_WORD = re.compile(r"[^\W\d][\w-]{1,63}")
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
 
 
