@@ -171,6 +171,41 @@ async def test_stdio_input_mistake_is_a_tool_error(
     assert "outside the workspace" in result_text(refused)
 
 
+async def test_stdio_generated_tool_listed_and_called(
+    workspace: Path, inspector_env: dict[str, str], tmp_path: Path
+) -> None:
+    from octopussy.mcp.generated import GeneratedToolStore, ToolRecord
+
+    store = GeneratedToolStore(tmp_path / "generated_tools")
+    code = (
+        "def celsius_to_fahrenheit(celsius: float) -> float:\n"
+        '    """Convert degrees Celsius to degrees Fahrenheit."""\n'
+        "    return celsius * 9 / 5 + 32\n"
+    )
+    store.deploy(
+        ToolRecord(name="celsius_to_fahrenheit", version=1, description="C to F", code=code)
+    )
+    server = [*server_command(workspace), "--generated-tools", str(store.directory)]
+    listed = await inspect(inspector_env, *server, "--method", "tools/list", "--strict")
+    assert listed.returncode == 0, listed.stderr
+    tools = {tool["name"]: tool for tool in listed.payload["result"]["tools"]}
+    assert set(tools) == {*TOOLS, "celsius_to_fahrenheit"}
+    assert tools["celsius_to_fahrenheit"]["inputSchema"]["required"] == ["celsius"]
+    called = await inspect(
+        inspector_env,
+        *server,
+        "--method",
+        "tools/call",
+        "--tool-name",
+        "celsius_to_fahrenheit",
+        "--tool-arg",
+        "celsius=100",
+    )
+    assert called.returncode == 0, called.stderr
+    assert called.payload["result"]["isError"] is False
+    assert "212" in result_text(called)
+
+
 # ------------------------------------------------------------------ Streamable HTTP
 
 
