@@ -215,7 +215,7 @@ service imap-login {{
         conn = self.client()
         try:
             conn.select(mailbox, readonly=True)
-            status, data = conn.uid("FETCH", "1:*", "(FLAGS)")
+            _status, data = conn.uid("FETCH", "1:*", "(FLAGS)")
             result: dict[int, str] = {}
             for item in data:
                 if not isinstance(item, bytes):

@@ -114,6 +114,18 @@ class Runtime:
         self.scheduler = Scheduler(self.store, self.fire_schedule)
         #: Long-term memory: one shared encoder, one memory per worker role (opened lazily).
         self.memory = MemoryBank.from_settings(self.config.memory, self.paths.memory)
+        self._add_mail_agent()
+
+    # -- mail agent (issue 5) ---------------------------------------------------------------
+    def _add_mail_agent(self) -> None:
+        """One mail agent watching every configured account (IMAP), when enabled."""
+        settings = self.config.mail_agent
+        if settings is None or not settings.enabled or not settings.all_accounts():
+            return
+        from octopussy.agents.mail import MailAgent
+
+        model = self.model_for("mail_agent") if settings.summarize else None
+        self.add_agent(MailAgent(settings, bus=self.bus, store=self.store, model=model))
 
     # -- building -------------------------------------------------------------------------
     def model_for(self, agent: str) -> Model:

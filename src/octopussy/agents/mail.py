@@ -1,0 +1,212 @@
+"""The mail agent: watches IMAP mailboxes and tells the coordinator about mail that matters.
+
+    MailAgent.background()
+      ├─ MailboxMonitor(account 1, INBOX) ─┐   (one IMAP connection each, IDLE or polling)
+      ├─ MailboxMonitor(account 1, Work)  ─┼─► process(mail): filters ──no──► done (no LLM)
+      ├─ MailboxMonitor(account 2, INBOX) ─┘                    │yes
+      └─ prune processed keys daily                             ▼
+                                    summary: LLM on the first max_summary_chars characters
+                                             (fails → first lines + a note)
+                                                                │
+                                     MAIL_NOTIFICATION {sender, subject, summary, ...}
+                                       ─► coordinator ─► stored event + [MAIL] block
+
+Connection problems are reported to the user once per outage (an AGENT_NOTIFICATION
+labelled MAIL) and once more when the mailbox is reachable again; the monitors retry
+with backoff meanwhile. The agent has no inbox work: it only sends.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass
+
+from octopussy.agents.base import Agent
+from octopussy.bus.base import MessageBus
+from octopussy.bus.messages import Message, MessageType
+from octopussy.config import MailAgentSettings
+from octopussy.errors import OctopussyError
+from octopussy.llm.base import ChatMessage, Model, ModelSettings
+from octopussy.mail.filters import MailRules
+from octopussy.mail.monitor import (
+    MESSAGE_ID_NAMESPACE,
+    SEEN_NAMESPACE,
+    IncomingMail,
+    MailboxMonitor,
+)
+from octopussy.mail.parse import ParsedMail
+from octopussy.store.base import EventRecord, Store
+
+MAIL_AGENT = "mail_agent"
+MAIL_EVENT = MessageType.MAIL_NOTIFICATION.value
+
+SUMMARY_PROMPT = (
+    "You summarize one e-mail for a busy person in one or two short sentences: who wants "
+    "what, and any date, amount or action asked for. Plain text only, no greeting, no "
+    "preamble, do not repeat the subject line."
+)
+
+
+@dataclass(slots=True)
+class MailCounters:
+    seen: int = 0
+    matched: int = 0
+    notified: int = 0
+    llm_calls: int = 0
+    llm_failures: int = 0
+
+
+class MailAgent(Agent):
+    kind = "mail_agent"
+
+    def __init__(
+        self,
+        settings: MailAgentSettings,
+        *,
+        bus: MessageBus,
+        store: Store,
+        model: Model | None,
+        recipient: str = "coordinator",
+        name: str = MAIL_AGENT,
+    ) -> None:
+        super().__init__(name, bus=bus, store=store)
+        self.settings = settings
+        self.model = model if settings.summarize else None
+        self.recipient = recipient
+        self.counters = MailCounters()
+        self.rules: dict[str, MailRules] = {}
+        self.monitors: list[MailboxMonitor] = []
+        for account in settings.all_accounts():
+            filters, match = settings.filters_for(account)
+            self.rules[account.label] = MailRules(filters, match)
+            for mailbox in account.mailboxes:
+                self.monitors.append(
+                    MailboxMonitor(
+                        account,
+                        mailbox,
+                        settings=settings,
+                        store=store,
+                        handler=self.process,
+                        report=self.report,
+                        log=self.log,
+                    )
+                )
+
+    async def handle(self, message: Message) -> None:
+        self.log.debug("mail agent ignores %s", message.type.value)
+
+    async def background(self) -> None:
+        if not self.monitors:
+            self.log.info("no mail account configured; the mail agent is idle")
+            return
+        async with asyncio.TaskGroup() as group:
+            for monitor in self.monitors:
+                group.create_task(monitor.run(), name=f"mail:{monitor.name}")
+            group.create_task(self._prune_forever(), name="mail:prune")
+
+    async def _prune_forever(self) -> None:
+        assert self.store is not None
+        while True:
+            older = time.time() - self.settings.remember_days * 86400
+            for namespace in (SEEN_NAMESPACE, MESSAGE_ID_NAMESPACE):
+                removed = await self.store.prune_seen(namespace, older_than=older)
+                if removed:
+                    self.log.info("forgot %d processed mail key(s) in %s", removed, namespace)
+            await asyncio.sleep(86400)
+
+    # -- one message ----------------------------------------------------------------------
+    async def process(self, item: IncomingMail) -> None:
+        """Filter, summarize and announce one new message (the monitors' handler)."""
+        self.counters.seen += 1
+        hits = self.rules[item.account].match(item.mail)
+        if hits is None:
+            self.log.debug(
+                "mail %s/%s uid %d: no filter matched", item.account, item.mailbox, item.uid
+            )
+            return
+        self.counters.matched += 1
+        summary, source = await self.summarize(item.mail)
+        mail = item.mail
+        payload = {
+            "sender": mail.sender or "Unknown",
+            "subject": mail.subject or "No subject",
+            "summary": summary,
+            "summary_source": source,
+            "to": mail.to,
+            "date": mail.date,
+            "message_id": mail.message_id,
+            "account": item.account,
+            "mailbox": item.mailbox,
+            "uid": item.uid,
+            "uidvalidity": item.uidvalidity,
+            "attachments": list(mail.attachments),
+            "filters": hits,
+        }
+        await self.send(self.recipient, MessageType.MAIL_NOTIFICATION, payload)
+        self.counters.notified += 1
+        self.log.info("mail from %s: %s", payload["sender"], payload["subject"])
+
+    async def summarize(self, mail: ParsedMail) -> tuple[str, str]:
+        """The summary and where it came from: ``llm``, ``text`` (no model) or ``fallback``."""
+        extra = f" Attachments: {', '.join(mail.attachments)}." if mail.attachments else ""
+        if self.model is None:
+            return (mail.first_lines() or "(no text)") + extra, "text"
+        limit = self.settings.max_summary_chars
+        text = mail.text[:limit]
+        if len(mail.text) > limit or mail.truncated:
+            text += "\n[… the rest of the message was cut]"
+        prompt = [
+            ChatMessage.system(SUMMARY_PROMPT),
+            ChatMessage.user(
+                f"From: {mail.sender}\nSubject: {mail.subject}\n\n{text or '(no text)'}"
+            ),
+        ]
+        self.counters.llm_calls += 1
+        try:
+            response = await self.model.complete(
+                prompt, settings=ModelSettings(max_tokens=160, temperature=0.1)
+            )
+            summary = " ".join(response.text.split())
+            if not summary:
+                raise OctopussyError("the model returned an empty summary")
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            self.counters.llm_failures += 1
+            self.log.warning("mail summary failed, showing the first lines: %s", exc)
+            first = mail.first_lines() or "(no text)"
+            return f"{first}{extra} (no summary: the model failed: {_short(exc)})", "fallback"
+        return summary + extra, "llm"
+
+    async def report(self, text: str, recovered: bool) -> None:
+        """Tell the user about an outage (once) or its end; never raises."""
+        try:
+            await self.send(
+                self.recipient, MessageType.AGENT_NOTIFICATION, {"label": "MAIL", "text": text}
+            )
+        except OctopussyError:
+            self.log.warning("could not report to %s: %s", self.recipient, text)
+        await self._record("mail_status", {"text": text, "recovered": recovered})
+
+
+def format_mail_list(events: list[EventRecord], *, width: int = 100) -> list[str]:
+    """``/mail``: one entry per stored mail notification, oldest first."""
+    lines: list[str] = []
+    for event in events:
+        payload = event.payload.get("payload", event.payload)
+        when = time.strftime("%m-%d %H:%M", time.localtime(event.timestamp))
+        sender = payload.get("sender", "Unknown")
+        subject = payload.get("subject", "No subject")
+        summary = " ".join(str(payload.get("summary", "")).split())
+        if len(summary) > width:
+            summary = summary[: width - 1] + "…"
+        lines.append(f"  {when}  {sender} — {subject}")
+        if summary:
+            lines.append(f"               {summary}")
+    return lines
+
+
+def _short(exc: BaseException, width: int = 120) -> str:
+    text = str(exc) or type(exc).__name__
+    return text if len(text) <= width else text[: width - 1] + "…"
