@@ -23,7 +23,10 @@ import socket
 import ssl
 import subprocess
 import time
+from collections.abc import Iterator
 from pathlib import Path
+
+import pytest
 
 USER = "alice"
 PASSWORD = "secret"
@@ -243,3 +246,26 @@ service imap-login {{
 
     def ssl_context(self) -> ssl.SSLContext:
         return ssl.create_default_context(cafile=str(self.cert))
+
+
+def _server(tmp_path: Path, *, idle: bool) -> Iterator[DovecotServer]:
+    if dovecot_binary() is None:
+        pytest.skip("dovecot is not installed (scripts/test-deps installs dovecot-imapd)")
+    server = DovecotServer(tmp_path / ("dovecot" if idle else "dovecot-noidle"), idle=idle)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
+    """A running Dovecot with IDLE (import this fixture into a conftest)."""
+    yield from _server(tmp_path, idle=True)
+
+
+@pytest.fixture
+def dovecot_noidle(tmp_path: Path) -> Iterator[DovecotServer]:
+    """A running Dovecot that does not advertise IDLE."""
+    yield from _server(tmp_path, idle=False)

@@ -88,6 +88,8 @@ def decode_header(value: object) -> str:
         else:
             out.append(chunk)
     joined = "".join(out)
+    if not joined.strip():
+        joined = text  # encoded words that decode to nothing: the raw text says more
     # Surrogates from undecodable 8-bit header bytes (compat32 keeps them escaped).
     joined = joined.encode("utf-8", errors="surrogateescape").decode("utf-8", errors="replace")
     return " ".join(joined.replace("\x00", "").split())
