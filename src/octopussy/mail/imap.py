@@ -360,11 +360,10 @@ class ImapClient:
                 if left <= 0:
                     return False
                 try:
-                    push = await self._call(
-                        proto.idle_queue.get(), "IDLE", timeout=left + self.timeout
-                    )
+                    # A silent, dead server is caught by the next command's timeout.
+                    push = await self._call(proto.idle_queue.get(), "IDLE", timeout=left)
                 except MailServerError:
-                    if self._lost.is_set() or loop.time() < deadline:
+                    if self._lost.is_set():
                         raise
                     return False
                 if any(isinstance(line, bytes) and b"EXISTS" in line for line in push):

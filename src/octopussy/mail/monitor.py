@@ -275,13 +275,19 @@ class MailboxMonitor:
         await self.handler(
             IncomingMail(account, self.mailbox, uidvalidity, message.uid, parsed, message.size)
         )
-        await self.store.mark_seen(SEEN_NAMESPACE, key)
-        if parsed.message_id:
-            await self.store.mark_seen(
-                MESSAGE_ID_NAMESPACE, message_id_key(account, self.mailbox, parsed.message_id)
-            )
+        # The notification is out: remembering it must finish even if we are being
+        # cancelled right now (shutdown), or the next start would announce it again.
+        await asyncio.shield(self._commit(key, parsed.message_id))
         self.stats.handled += 1
         return True
+
+    async def _commit(self, key: str, message_id: str) -> None:
+        await self.store.mark_seen(SEEN_NAMESPACE, key)
+        if message_id:
+            await self.store.mark_seen(
+                MESSAGE_ID_NAMESPACE,
+                message_id_key(self.account.label, self.mailbox, message_id),
+            )
 
     async def _after_uidvalidity_change(
         self, client: ImapClient, status: MailboxStatus, state: dict[str, Any]
