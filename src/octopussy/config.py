@@ -28,6 +28,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -186,7 +187,7 @@ class MailAccount(_Section):
     )
     keyring_service: str = "octopussy"
     tls: MailTLS = "imaps"
-    tls_ca_file: Path | None = Field(default=None, description="Trust this CA (self-signed).")
+    tls_ca_file: FilePath | None = Field(default=None, description="Trust this CA (self-signed).")
     mailboxes: list[str] = Field(default=["INBOX"], min_length=1)
     idle: bool = Field(default=True, description="Use IMAP IDLE when the server offers it.")
     filters: list[MailFilter] | None = Field(default=None, description="Default: the agent's.")
@@ -221,7 +222,7 @@ class MailAgentSettings(_Section):
     imap_password: str | None = None
     keyring_service: str = "octopussy"
     tls: MailTLS = "imaps"
-    tls_ca_file: Path | None = None
+    tls_ca_file: FilePath | None = None
     mailboxes: list[str] = Field(default=["INBOX"], min_length=1)
     idle: bool = True
     match: Literal["any", "all"] = "any"

@@ -260,6 +260,31 @@ async def test_idle_is_renewed_before_the_server_timeout(
     assert (await harness.next()).payload["subject"] == "After renewals"
 
 
+async def test_mail_arriving_during_a_sync_is_not_left_for_the_next_renewal(
+    dovecot: DovecotServer, harness: Harness
+) -> None:
+    """New mail announced in the middle of a sync (in a FETCH response, not in IDLE) must
+    be picked up at once: the server does not announce it a second time."""
+    settings = settings_for(dovecot, summarize=False, idle_renew_seconds=1700, fetch_batch=1)
+    agent = await harness.start(settings, None)
+    await harness.synced()
+    real = agent.process
+    arrived = False
+
+    async def append_during_the_sync(item: Any) -> None:
+        nonlocal arrived
+        if not arrived:
+            arrived = True
+            await append(dovecot, mail("Arrived mid-sync"))
+        await real(item)
+
+    for monitor in agent.monitors:
+        monitor.handler = append_during_the_sync
+    await append(dovecot, mail("First"), mail("Second"))
+    got = [(await harness.next(timeout=30)).payload["subject"] for _ in range(3)]
+    assert got == ["First", "Second", "Arrived mid-sync"]
+
+
 async def test_polling_when_the_server_has_no_idle(
     dovecot_noidle: DovecotServer, harness: Harness
 ) -> None:

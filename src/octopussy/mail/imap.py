@@ -86,7 +86,8 @@ def parse_fetch(lines: Sequence[Any]) -> list[FetchedMessage]:
 
     def flush() -> None:
         match = _UID.search(attrs)
-        if match is None:
+        # A FETCH without a literal is an unsolicited flag update, not the message.
+        if match is None or body is None:
             return
         size = _SIZE.search(attrs)
         date = _INTERNALDATE.search(attrs)
@@ -124,6 +125,19 @@ def ssl_context_for(ca_file: Path | None) -> ssl.SSLContext:
     return context
 
 
+class _Protocol(aioimaplib.IMAP4ClientProtocol):  # type: ignore[misc]
+    """aioimaplib's protocol, noting every ``* n EXISTS`` (it drops those outside IDLE)."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, conn_lost_cb: Any) -> None:
+        super().__init__(loop, conn_lost_cb)
+        self.exists_seen = False
+
+    def _untagged_response(self, line: bytes) -> Any:
+        if line.endswith(b" EXISTS"):
+            self.exists_seen = True
+        return super()._untagged_response(line)
+
+
 class ImapClient:
     """One connection to one server, one mailbox examined at a time."""
 
@@ -143,7 +157,7 @@ class ImapClient:
         self._ssl = ssl_context
         self._lost = asyncio.Event()
         self._lost_reason: str = "connection closed by the server"
-        self._proto: aioimaplib.IMAP4ClientProtocol | None = None
+        self._proto: _Protocol | None = None
         self._idle_task: asyncio.Future[Any] | None = None
 
     @property
@@ -154,8 +168,15 @@ class ImapClient:
     def capabilities(self) -> set[str]:
         return set(self._protocol.capabilities) if self._proto else set()
 
+    def take_mail_hint(self) -> bool:
+        """True if the server announced EXISTS since the last call (new mail, maybe)."""
+        if self._proto is None:
+            return False
+        seen, self._proto.exists_seen = self._proto.exists_seen, False
+        return seen
+
     @property
-    def _protocol(self) -> aioimaplib.IMAP4ClientProtocol:
+    def _protocol(self) -> _Protocol:
         if self._proto is None:
             raise MailServerError(f"not connected to {self.where}")
         return self._proto
@@ -188,7 +209,7 @@ class ImapClient:
     async def connect(self) -> None:
         """Open the connection, read the greeting and set up TLS as configured."""
         loop = asyncio.get_running_loop()
-        proto = aioimaplib.IMAP4ClientProtocol(loop, self._on_lost)
+        proto = _Protocol(loop, self._on_lost)
         tls_now = self.tls == "imaps"
         context = self._ssl or ssl.create_default_context()
         try:

@@ -30,7 +30,13 @@ from typing import Any
 from octopussy.config import MailAccount, MailAgentSettings
 from octopussy.errors import ConfigError
 from octopussy.mail.credentials import resolve_password
-from octopussy.mail.imap import FetchedMessage, ImapClient, MailboxStatus, MailServerError
+from octopussy.mail.imap import (
+    FetchedMessage,
+    ImapClient,
+    MailboxStatus,
+    MailLoginError,
+    MailServerError,
+)
 from octopussy.mail.imap import ssl_context_for as _ssl_context_for
 from octopussy.mail.parse import ParsedMail, parse_message
 from octopussy.store.base import Store
@@ -128,6 +134,10 @@ class MailboxMonitor:
                 await self._session()
             except asyncio.CancelledError:
                 raise
+            except MailLoginError as exc:
+                problem = str(exc)
+                # Retrying a refused password quickly only risks locking the account.
+                delay = max(delay, settings.retry_max_seconds)
             except (MailServerError, ConfigError, OSError, TimeoutError) as exc:
                 problem = str(exc)
             except Exception as exc:  # an aioimaplib protocol error, a bug: retry too
@@ -186,24 +196,32 @@ class MailboxMonitor:
         await client.connect()
         await client.login(self.account.imap_user, password)
         self.stats.connects += 1
-        status = await client.examine(self.mailbox)
-        await self.sync(client, status)
-        await self._recovered()
         use_idle = self.account.idle and "IDLE" in client.capabilities
-        self.stats.mode = "idle" if use_idle else "polling"
-        self.log.info(
-            "mail %s: watching (%s)",
-            self.name,
-            "IDLE" if use_idle else f"polling every {self.settings.poll_interval_seconds:g}s",
-        )
+        first = True
         while True:
+            status = await client.examine(self.mailbox)
+            client.take_mail_hint()  # EXAMINE's own EXISTS: the sync below covers it
+            await self.sync(client, status)
+            if first:
+                first = False
+                await self._recovered()
+                self.stats.mode = "idle" if use_idle else "polling"
+                self.log.info(
+                    "mail %s: watching (%s)",
+                    self.name,
+                    "IDLE"
+                    if use_idle
+                    else f"polling every {self.settings.poll_interval_seconds:g}s",
+                )
+            if client.take_mail_hint():
+                # Mail arrived while we were syncing; the server will not announce it
+                # again in IDLE, so sync once more now.
+                continue
             if use_idle:
                 if await client.idle(self.settings.idle_renew_seconds):
                     self.stats.idle_wakeups += 1
             else:
                 await asyncio.sleep(self.settings.poll_interval_seconds)
-            status = await client.examine(self.mailbox)
-            await self.sync(client, status)
 
     # -- one sync -------------------------------------------------------------------------
     async def sync(self, client: ImapClient, status: MailboxStatus) -> int:
