@@ -116,3 +116,21 @@ def test_bad_field_and_match_values() -> None:
     )
     assert "mail_agent.match" in error_of("mail_agent:\n  match: most\n")
     assert "mail_agent.idle_renew_seconds" in error_of("mail_agent:\n  idle_renew_seconds: 3600\n")
+
+
+def test_the_commented_example_in_config_example_yaml_validates() -> None:
+    """config.example.yaml ships the mail section commented out; uncommented it must load."""
+    from pathlib import Path
+
+    text = (Path(__file__).resolve().parents[2] / "config.example.yaml").read_text()
+    block = text[text.index("# mail_agent:") : text.index("# calendar_agent:")]
+    lines = [
+        line[2:] if line.startswith("# ") else line.lstrip("#")
+        for line in block.splitlines()
+        if not line.startswith("#   #")  # optional keys left commented inside the example
+    ]
+    config, plain = parse("\n".join(lines), env={"IMAP_PASSWORD": "a", "WORK_IMAP_PASSWORD": "b"})
+    assert config.mail_agent is not None
+    labels = [account.label for account in config.mail_agent.all_accounts()]
+    assert labels == ["me@example.org@imap.example.org", "work"]
+    assert plain == []

@@ -267,8 +267,22 @@ class MailboxMonitor:
             batch = uids[start : start + batch_size]
             messages = await client.fetch(batch, max_bytes=self.settings.max_fetch_bytes)
             self.stats.fetched += len(messages)
-            for message in sorted(messages, key=lambda m: m.uid):
-                if await self._handle_one(status.uidvalidity, message):
+            messages.sort(key=lambda m: m.uid)
+            # One look-up per message, queued together: the store's thread runs them back
+            # to back instead of one event-loop round trip each.
+            seen = await asyncio.gather(
+                *(
+                    self.store.is_seen(
+                        SEEN_NAMESPACE,
+                        mail_key(self.account.label, self.mailbox, status.uidvalidity, m.uid),
+                    )
+                    for m in messages
+                )
+            )
+            for message, already in zip(messages, seen, strict=True):
+                if already:
+                    self.stats.skipped += 1
+                elif await self._handle_one(status.uidvalidity, message):
                     handled += 1
             # Advance only past what was fetched: a UID the server did not return (expunged
             # meanwhile) is simply gone; one still to come keeps its place.
@@ -281,9 +295,6 @@ class MailboxMonitor:
     async def _handle_one(self, uidvalidity: int, message: FetchedMessage) -> bool:
         account = self.account.label
         key = mail_key(account, self.mailbox, uidvalidity, message.uid)
-        if await self.store.is_seen(SEEN_NAMESPACE, key):
-            self.stats.skipped += 1
-            return False
         if len(message.raw) > _THREAD_PARSE_BYTES:
             parsed = await asyncio.to_thread(
                 parse_message, message.raw, truncated=message.truncated
@@ -300,12 +311,15 @@ class MailboxMonitor:
         return True
 
     async def _commit(self, key: str, message_id: str) -> None:
-        await self.store.mark_seen(SEEN_NAMESPACE, key)
+        marks = [self.store.mark_seen(SEEN_NAMESPACE, key)]
         if message_id:
-            await self.store.mark_seen(
-                MESSAGE_ID_NAMESPACE,
-                message_id_key(self.account.label, self.mailbox, message_id),
+            marks.append(
+                self.store.mark_seen(
+                    MESSAGE_ID_NAMESPACE,
+                    message_id_key(self.account.label, self.mailbox, message_id),
+                )
             )
+        await asyncio.gather(*marks)
 
     async def _after_uidvalidity_change(
         self, client: ImapClient, status: MailboxStatus, state: dict[str, Any]
