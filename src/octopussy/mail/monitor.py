@@ -76,6 +76,8 @@ class MonitorStats:
     last_error: str | None = None
     problems_reported: int = 0
     idle_wakeups: int = 0
+    #: ``time.monotonic()`` when IDLE last woke up for new mail (latency measurements).
+    last_wakeup: float = 0.0
     extra: dict[str, Any] = field(default_factory=dict)
 
 
@@ -220,6 +222,7 @@ class MailboxMonitor:
             if use_idle:
                 if await client.idle(self.settings.idle_renew_seconds):
                     self.stats.idle_wakeups += 1
+                    self.stats.last_wakeup = time.monotonic()
             else:
                 await asyncio.sleep(self.settings.poll_interval_seconds)
 
