@@ -25,6 +25,7 @@ from octopussy.config import MailAgentSettings, load_config
 from octopussy.display import format_message
 from octopussy.llm.base import Model
 from octopussy.mail.monitor import MailboxMonitor
+from octopussy.repl import ChatSession, ReplPresenter
 from octopussy.runtime import Runtime
 from octopussy.store.sqlite import SqliteStore
 from octopussy.testing import FunctionModel, ScriptedModel
@@ -539,7 +540,7 @@ class Shown:
 
 
 async def test_runtime_shows_and_stores_the_notification(
-    dovecot: DovecotServer, tmp_path: Path
+    dovecot: DovecotServer, tmp_path: Path, capfd: pytest.CaptureFixture[str]
 ) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
@@ -566,8 +567,21 @@ async def test_runtime_shows_and_stores_the_notification(
         message = await asyncio.wait_for(shown.messages.get(), 30)
         assert format_message(message).startswith("[MAIL] From: Sender <billing@vendor.example>")
         events = await runtime.store.events(kind="mail_notification")
+        capfd.readouterr()
+        await ChatSession(runtime, ReplPresenter(write=lambda _: None)).run_command("/mail")
+        listed = capfd.readouterr().out
     assert len(events) == 1
     lines = format_mail_list(events)
     assert "Sender <billing@vendor.example> — Invoice 42" in lines[0]
     assert lines[1].strip() == "Invoice 42 is due."
+    assert listed.splitlines() == lines  # what /mail prints in the chat
     assert len(model.calls) == 1
+
+
+async def test_no_accounts_no_mail_agent(tmp_path: Path) -> None:
+    config = tmp_path / "config.yaml"
+    config.write_text("llm:\n  provider: scripted\nmail_agent:\n  poll_interval_seconds: 5\n")
+    loaded = load_config(config, env={"OCTOPUSSY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    runtime = Runtime(loaded)
+    assert "mail_agent" not in runtime.agents
+    await runtime.stop()

@@ -153,3 +153,24 @@ def test_ssl_context_checks_host_names() -> None:
     context = ssl_context_for(None)
     assert context.check_hostname
     assert context.verify_mode == ssl.CERT_REQUIRED
+
+
+async def test_a_silent_server_times_out_instead_of_hanging() -> None:
+    """Accepts the connection, then says nothing (a hung server, a black-holing proxy)."""
+    accepted: list[asyncio.StreamWriter] = []
+
+    async def silent(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        accepted.append(writer)
+
+    server = await asyncio.start_server(silent, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    client = ImapClient("127.0.0.1", port, tls="plain", timeout=0.5)
+    try:
+        with pytest.raises(MailServerError, match=r"no answer to the greeting in 0\.5s"):
+            await client.connect()
+    finally:
+        await client.aclose()
+        for writer in accepted:
+            writer.close()
+        server.close()
+        await server.wait_closed()

@@ -202,7 +202,7 @@ class ImapClient:
         if lost in done:
             raise MailServerError(f"{self.where}: {self._lost_reason} during {what}")
         raise MailServerError(
-            f"{self.where}: no answer to {what} in {timeout or self.timeout:.0f}s",
+            f"{self.where}: no answer to {what} in {timeout or self.timeout:g}s",
             hint="the server is slow or unreachable; retrying",
         )
 
