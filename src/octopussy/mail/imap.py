@@ -389,14 +389,14 @@ class ImapClient:
                     return False
                 if any(isinstance(line, bytes) and b"EXISTS" in line for line in push):
                     return True
-        except TimeoutError:  # pragma: no cover - _call converts timeouts
-            return False
         finally:
             if proto.has_pending_idle_command() and not self._lost.is_set():
                 proto.idle_done()
-            if self._idle_task is not None and not self._lost.is_set():
-                await self._call(self._idle_task, "IDLE DONE")
-            self._idle_task = None
+            idle_task, self._idle_task = self._idle_task, None
+            if self._lost.is_set():
+                idle_task.cancel()  # its answer will never come
+            else:
+                await self._call(idle_task, "IDLE DONE")
 
     async def aclose(self) -> None:
         """LOGOUT politely (briefly), then close the socket."""
