@@ -400,6 +400,22 @@ async def test_uidvalidity_reset_announces_only_new_mail(
     assert await harness.pending() == []
 
 
+async def test_uidvalidity_reset_while_running(dovecot: DovecotServer, harness: Harness) -> None:
+    await harness.start(settings_for(dovecot, summarize=False), None)
+    await harness.synced()
+    await append(dovecot, mail("Known"))
+    assert (await harness.next()).payload["subject"] == "Known"
+    new_validity = await asyncio.to_thread(dovecot.reset_uidvalidity)
+    await append(dovecot, mail("New after the reset"))
+    message = await harness.next()
+    assert message.payload["subject"] == "New after the reset"
+    assert message.payload["uidvalidity"] == new_validity
+    await harness.synced()
+    await harness.synced()
+    mails = [m for m in await harness.pending() if m.type is MessageType.MAIL_NOTIFICATION]
+    assert mails == []
+
+
 async def test_server_killed_and_restarted_mid_run(
     dovecot: DovecotServer, harness: Harness
 ) -> None:
