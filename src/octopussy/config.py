@@ -239,6 +239,9 @@ class MailAgentSettings(_Section):
     max_fetch_bytes: int = Field(
         default=2_000_000, ge=10_000, description="Bytes of one message read (the rest skipped)."
     )
+    max_batch_bytes: int = Field(
+        default=8_000_000, ge=10_000, description="Bytes held by one FETCH of several messages."
+    )
     max_summary_chars: int = Field(
         default=4000, ge=200, description="Characters of the text given to the LLM."
     )

@@ -24,6 +24,7 @@ from octopussy.bus.messages import Message, MessageType
 from octopussy.config import MailAgentSettings, load_config
 from octopussy.display import format_message
 from octopussy.llm.base import Model
+from octopussy.mail.imap import ImapClient
 from octopussy.mail.monitor import MailboxMonitor
 from octopussy.repl import ChatSession, ReplPresenter
 from octopussy.runtime import Runtime
@@ -495,6 +496,32 @@ async def test_corpus_of_awkward_mail_goes_through_without_a_crash(
     assert agent.counters.llm_failures == 0
     (monitor,) = harness.monitors
     assert monitor.stats.failures == 0
+
+
+async def test_memory_per_fetch_is_bounded(
+    dovecot: DovecotServer, harness: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Big mail arriving together is fetched a few at a time, each cut at max_fetch_bytes."""
+    held: list[int] = []
+    real_fetch = ImapClient.fetch
+
+    async def recording_fetch(self: ImapClient, uids: Any, **kwargs: Any) -> Any:
+        messages = await real_fetch(self, uids, **kwargs)
+        if not kwargs.get("headers_only"):
+            held.append(sum(len(m.raw) for m in messages))
+        return messages
+
+    monkeypatch.setattr(ImapClient, "fetch", recording_fetch)
+    settings = settings_for(
+        dovecot, summarize=False, max_fetch_bytes=100_000, max_batch_bytes=250_000
+    )
+    await harness.start(settings, None)
+    await harness.synced()
+    await append(dovecot, *(mail(f"Big {n}", body="y" * 400_000) for n in range(6)))
+    got = [(await harness.next()).payload["subject"] for _ in range(6)]
+    assert got == [f"Big {n}" for n in range(6)]
+    assert len(held) >= 3
+    assert max(held) <= 250_000  # two truncated messages per FETCH, never all six
 
 
 async def test_several_accounts_and_mailboxes(dovecot: DovecotServer, harness: Harness) -> None:

@@ -98,6 +98,18 @@ async def test_fetching_never_sets_seen(dovecot: DovecotServer) -> None:
     assert all("\\Seen" not in f for f in dovecot.flags().values())
 
 
+async def test_sizes_are_known_before_fetching(dovecot: DovecotServer) -> None:
+    dovecot.append(simple("small"), simple("big", "z" * 300_000))
+    client = await connected(dovecot)
+    try:
+        await client.examine("INBOX")
+        sizes = await client.sizes([1, 2])
+    finally:
+        await client.aclose()
+    assert sizes[1] < 200
+    assert sizes[2] > 300_000
+
+
 async def test_a_huge_message_is_fetched_only_up_to_the_cap(dovecot: DovecotServer) -> None:
     dovecot.append(simple("huge", "x" * 5_000_000))
     client = await connected(dovecot)

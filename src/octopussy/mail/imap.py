@@ -345,6 +345,22 @@ class ImapClient:
             raise MailServerError(f"{self.where}: UID FETCH failed: {_text(response)}")
         return parse_fetch(response.lines)
 
+    async def sizes(self, uids: Sequence[int]) -> dict[int, int]:
+        """RFC822.SIZE of ``uids`` (to plan FETCHes that fit a memory budget)."""
+        response = await self._call(
+            self._protocol.fetch(",".join(map(str, uids)), "(UID RFC822.SIZE)", by_uid=True),
+            "UID FETCH RFC822.SIZE",
+        )
+        if response.result != "OK":
+            raise MailServerError(f"{self.where}: UID FETCH failed: {_text(response)}")
+        result: dict[int, int] = {}
+        for line in response.lines:
+            uid = _UID.search(line) if isinstance(line, bytes) else None
+            size = _SIZE.search(line) if uid is not None else None
+            if uid is not None and size is not None:
+                result[int(uid.group(1))] = int(size.group(1))
+        return result
+
     async def flags(self, uids: Sequence[int]) -> dict[int, str]:
         """FLAGS of ``uids`` (for checks: the monitor never changes them)."""
         response = await self._call(

@@ -14,7 +14,7 @@ arrived while the process was down is found by the first search. The first start
 takes the current UIDNEXT as its baseline (old mail is not announced). When UIDVALIDITY
 changes, old UIDs mean nothing: messages whose Message-ID was already handled, or that
 arrived before the last sync, are skipped; the rest are handled as new. Memory is bounded
-by ``fetch_batch`` × ``max_fetch_bytes``; old keys are pruned by the agent.
+by ``max_batch_bytes`` per FETCH (sizes are asked first); old keys are pruned by the agent.
 """
 
 from __future__ import annotations
@@ -268,32 +268,49 @@ class MailboxMonitor:
         batch_size = self.settings.fetch_batch
         for start in range(0, len(uids), batch_size):
             batch = uids[start : start + batch_size]
-            messages = await client.fetch(batch, max_bytes=self.settings.max_fetch_bytes)
-            self.stats.fetched += len(messages)
-            messages.sort(key=lambda m: m.uid)
-            # One look-up per message, queued together: the store's thread runs them back
-            # to back instead of one event-loop round trip each.
+            # Seen keys first (all looked up together: the store's thread runs them back to
+            # back), so mail handled before a crash is not even downloaded again.
             seen = await asyncio.gather(
                 *(
                     self.store.is_seen(
                         SEEN_NAMESPACE,
-                        mail_key(self.account.label, self.mailbox, status.uidvalidity, m.uid),
+                        mail_key(self.account.label, self.mailbox, status.uidvalidity, uid),
                     )
-                    for m in messages
+                    for uid in batch
                 )
             )
-            for message, already in zip(messages, seen, strict=True):
-                if already:
-                    self.stats.skipped += 1
-                elif await self._handle_one(status.uidvalidity, message):
-                    handled += 1
-            # Advance only past what was fetched: a UID the server did not return (expunged
-            # meanwhile) is simply gone; one still to come keeps its place.
+            todo = [uid for uid, already in zip(batch, seen, strict=True) if not already]
+            self.stats.skipped += len(batch) - len(todo)
+            for group in await self._by_size(client, todo):
+                messages = await client.fetch(group, max_bytes=self.settings.max_fetch_bytes)
+                self.stats.fetched += len(messages)
+                for message in sorted(messages, key=lambda m: m.uid):
+                    if await self._handle_one(status.uidvalidity, message):
+                        handled += 1
+            # Advance past the whole batch: a UID the server did not return was expunged
+            # meanwhile and is simply gone.
             await self._save(status.uidvalidity, batch[-1], time.time())
         if not uids:
             state = await self.store.get_state(STATE_NAMESPACE, self.state_key) or {}
             await self._save(status.uidvalidity, int(state.get("last_uid", 0)), time.time())
         return handled
+
+    async def _by_size(self, client: ImapClient, uids: list[int]) -> list[list[int]]:
+        """Split ``uids`` so one FETCH holds at most ``max_batch_bytes`` (memory bound)."""
+        if len(uids) <= 1:
+            return [uids] if uids else []
+        cap, budget = self.settings.max_fetch_bytes, self.settings.max_batch_bytes
+        sizes = await client.sizes(uids)
+        groups: list[list[int]] = [[]]
+        used = 0
+        for uid in uids:
+            size = min(sizes.get(uid, cap), cap)
+            if groups[-1] and used + size > budget:
+                groups.append([])
+                used = 0
+            groups[-1].append(uid)
+            used += size
+        return groups
 
     async def _handle_one(self, uidvalidity: int, message: FetchedMessage) -> bool:
         account = self.account.label
