@@ -116,6 +116,8 @@ class MailboxMonitor:
         self.synced = asyncio.Event()
         self._problem: str | None = None
         self._client: ImapClient | None = None
+        #: The current session got through its first sync (resets the backoff).
+        self._session_ok = False
 
     @property
     def name(self) -> str:
@@ -131,7 +133,7 @@ class MailboxMonitor:
         settings = self.settings
         delay = settings.retry_initial_seconds
         while True:
-            started = time.monotonic()
+            self._session_ok = False
             try:
                 await self._session()
             except asyncio.CancelledError:
@@ -150,8 +152,8 @@ class MailboxMonitor:
             self.stats.failures += 1
             self.stats.last_error = problem
             self.stats.mode = "retrying"
-            if time.monotonic() - started > 10 * settings.retry_max_seconds:
-                delay = settings.retry_initial_seconds  # it had run well for a long time
+            if self._session_ok:
+                delay = settings.retry_initial_seconds  # it was working: a fresh outage
             await self._problem_seen(problem)
             self.log.debug("mail %s: retry in %.1fs (%s)", self.name, delay, problem)
             await asyncio.sleep(delay)
@@ -206,6 +208,7 @@ class MailboxMonitor:
             await self.sync(client, status)
             if first:
                 first = False
+                self._session_ok = True
                 await self._recovered()
                 self.stats.mode = "idle" if use_idle else "polling"
                 self.log.info(
