@@ -118,9 +118,15 @@ class Runtime:
 
     # -- mail agent (issue 5) ---------------------------------------------------------------
     def _add_mail_agent(self) -> None:
-        """One mail agent watching every configured account (IMAP), when enabled."""
+        """One mail agent watching every configured account (IMAP), when enabled.
+
+        Not in one-shot runs (``background_agents=False``): it would never start, and its
+        model (``mail_agent.llm``) would be loaded for nothing.
+        """
         settings = self.config.mail_agent
-        if settings is None or not settings.enabled or not settings.all_accounts():
+        if not self.background_agents or settings is None or not settings.enabled:
+            return
+        if not settings.all_accounts():
             return
         from octopussy.agents.mail import MailAgent
 

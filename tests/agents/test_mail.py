@@ -628,3 +628,12 @@ async def test_no_accounts_no_mail_agent(tmp_path: Path) -> None:
     runtime = Runtime(loaded)
     assert "mail_agent" not in runtime.agents
     await runtime.stop()
+    # One-shot runs (`ask`) do not build it even with an account: it would never start.
+    config.write_text("llm:\n  provider: scripted\nmail_agent:\n  imap_host: h\n  imap_user: u\n")
+    loaded = load_config(config, env={"OCTOPUSSY_HOME": str(tmp_path / "home")}, cwd=tmp_path)
+    full = Runtime(loaded)
+    assert "mail_agent" in full.agents
+    await full.stop()
+    one_shot = Runtime(loaded, background_agents=False)
+    assert "mail_agent" not in one_shot.agents
+    await one_shot.stop()
