@@ -12,6 +12,7 @@
       config check [FILE]   validate a config file
       config show           the effective config (defaults filled in, secrets masked)
       notify TEXT...        show a notification in a running chat/serve (same data dir)
+      agenda [DAYS]         upcoming calendar events (the first run signs in to Google)
       doctor                what is configured and reachable, each with OK or a fix
       version
 
@@ -112,6 +113,8 @@ def build_parser() -> argparse.ArgumentParser:
     notify.add_argument("text", nargs="+", help="the notification text")
     notify.add_argument("--label", default="NOTICE", help="the [LABEL] shown (default NOTICE)")
 
+    agenda = sub.add_parser("agenda", help="upcoming calendar events (signs in to Google once)")
+    agenda.add_argument("days", nargs="?", type=int, default=None, help="days ahead (default 7)")
     sub.add_parser("doctor", help="check model, sandbox, MCP servers; print fixes")
     sub.add_parser("version", help="print the version")
     return parser
@@ -185,6 +188,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(run(loaded, args))
         if command in ("schedules", "unschedule"):
             return asyncio.run(_schedules(loaded, args))
+        if command == "agenda":
+            return asyncio.run(_agenda(loaded, args.days))
         if command == "serve":
             from octopussy.serve import run_serve
 
@@ -274,6 +279,42 @@ async def _mcp_client(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         result = await registry.call(args.tool, arguments)
         print(format_result(result))
         return EXIT_BAD_INPUT if result.is_error else EXIT_OK
+
+
+async def _agenda(loaded: LoadedConfig, days: int | None) -> int:
+    """``agenda [DAYS]``: read every configured calendar now and list what is coming."""
+    from datetime import timedelta
+
+    from octopussy.calendar.factory import build_watcher
+    from octopussy.calendar.text import agenda_lines
+    from octopussy.store.sqlite import SqliteStore
+
+    settings = loaded.config.calendar_agent
+    if settings is None:
+        raise ConfigError(
+            "no calendar configured", hint="add a calendar_agent: section (see the README)"
+        )
+    days = days or settings.agenda_days
+    if not 1 <= days <= 366:
+        raise ConfigError(f"cannot list {days} days", hint="give 1 to 366")
+    loaded.paths.ensure()
+    store = SqliteStore(loaded.paths.store)
+    await store.open()
+    watcher = build_watcher(settings, store, home=loaded.paths.home, env_tz=loaded.env.get("TZ"))
+    try:
+        now = watcher.clock()
+        agenda = await watcher.agenda(now, now + timedelta(days=days))
+    finally:
+        await watcher.close()
+        await store.close()
+    lines = agenda_lines(agenda.occurrences, watcher.zone, now)
+    for line in lines or [f"nothing in the next {days} day(s)"]:
+        print(line)
+    for warning in agenda.skipped:
+        print(f"octopussy: warning: {warning}", file=sys.stderr)
+    for problem in agenda.unreadable:
+        _error(problem)
+    return EXIT_BAD_INPUT if agenda.unreadable else EXIT_OK
 
 
 async def _schedules(loaded: LoadedConfig, args: argparse.Namespace) -> int:

@@ -20,8 +20,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import time as dt_time
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import yaml
 from pydantic import (
@@ -183,7 +185,8 @@ class MailAccount(_Section):
     imap_port: int | None = Field(default=None, ge=1, le=65535, description="993 / 143.")
     imap_user: str = Field(min_length=1)
     imap_password: str | None = Field(
-        default=None, description="Default: the system keyring (keyring_service, imap_user)."
+        default=None,
+        description="${ENV_VAR}, keyring:SERVICE, or unset: the keyring (keyring_service).",
     )
     keyring_service: str = "octopussy"
     tls: MailTLS = "imaps"
@@ -279,20 +282,170 @@ class MailAgentSettings(_Section):
         return filters, account.match or self.match
 
 
-class CalendarAgentSettings(_Section):
-    enabled: bool = True
-    poll_interval_seconds: float = Field(default=300, gt=0)
-    notify_minutes_before: int = Field(default=30, ge=0)
-    backend: Literal["local", "caldav", "google"] = "local"
-    local_ics_path: Path | None = None
-    url: str | None = None
+CalendarBackendName = Literal["local", "caldav", "google"]
+#: Minutes before an occurrence starts: one number or several (``[1440, 15]``).
+Reminders = int | list[int]
+_SOURCE_NAME = r"^[A-Za-z0-9_.@-]{1,64}$"
+
+
+def _minutes_list(value: Any) -> Any:
+    if isinstance(value, list):
+        if any(isinstance(v, bool) or not isinstance(v, int) or v < 0 for v in value):
+            raise ValueError("expected minutes as whole numbers >= 0, e.g. [1440, 15]")
+        return sorted(set(value), reverse=True)
+    return value
+
+
+def _time_of_day(value: Any) -> Any:
+    # YAML 1.1 reads an unquoted 18:00 as the base-60 integer 1080 (minutes), 09:00 as text.
+    if isinstance(value, int) and not isinstance(value, bool):
+        if not 0 <= value < 24 * 60:
+            raise ValueError("expected a time of day such as '09:00'")
+        return f"{value // 60:02d}:{value % 60:02d}"
+    return value
+
+
+class CalDavCalendar(_Section):
+    """One entry of ``calendars`` given as a mapping: a CalDAV calendar with its own reminders."""
+
+    name: str = Field(min_length=1)
+    notify_minutes_before: Reminders | None = None
+    all_day_notify_time: dt_time | None = None
+    all_day_notify_days_before: int | None = Field(default=None, ge=0, le=30)
+
+    _minutes = field_validator("notify_minutes_before", mode="before")(_minutes_list)
+    _at = field_validator("all_day_notify_time", mode="before")(_time_of_day)
+
+
+class _CalendarFields(_Section):
+    """Where one calendar lives (the seed's flat keys, also each entry of ``sources``)."""
+
+    backend: CalendarBackendName = "local"
+    local_ics_path: Path | None = Field(
+        default=None, description="backend local: an .ics file or a folder of .ics files."
+    )
+    url: str | None = Field(default=None, description="backend caldav: the server's URL.")
     username: str | None = None
-    password: str | None = None
-    calendars: list[str] = []
+    password: str | None = Field(
+        default=None, description="${ENV_VAR}, or keyring:SERVICE (the system keyring)."
+    )
+    calendars: list[str | CalDavCalendar] = Field(
+        default=[],
+        description="backend caldav: calendar names to watch (default: all); an entry may be "
+        "{name: ..., notify_minutes_before: ...} to give that calendar its own reminders.",
+    )
     google_credentials_path: Path | None = None
     google_token_path: Path | None = None
     google_calendar_id: str = "primary"
+
+    def _has_location(self) -> bool:
+        if self.backend == "local":
+            return self.local_ics_path is not None
+        if self.backend == "caldav":
+            return self.url is not None
+        return self.google_credentials_path is not None or self.google_token_path is not None
+
+    def _missing(self) -> str:
+        return {
+            "local": "local_ics_path (an .ics file or folder)",
+            "caldav": "url (the CalDAV server, e.g. https://cloud.example.org/remote.php/dav)",
+            "google": "google_credentials_path (the OAuth client file from Google Cloud)",
+        }[self.backend]
+
+
+class CalendarSource(_CalendarFields):
+    """One entry of ``calendar_agent.sources``: a calendar with its own reminders."""
+
+    name: str | None = Field(default=None, pattern=_SOURCE_NAME)
+    enabled: bool = True
+    notify_minutes_before: Reminders | None = Field(
+        default=None, description="Overrides calendar_agent.notify_minutes_before."
+    )
+    all_day_notify_time: dt_time | None = None
+    all_day_notify_days_before: int | None = Field(default=None, ge=0, le=30)
+
+    _minutes = field_validator("notify_minutes_before", mode="before")(_minutes_list)
+    _at = field_validator("all_day_notify_time", mode="before")(_time_of_day)
+
+    @model_validator(mode="after")
+    def _located(self) -> CalendarSource:
+        if not self._has_location():
+            raise ValueError(f"backend {self.backend} needs {self._missing()}")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The name notifications and the store use for this calendar (stable)."""
+        return self.name or self.backend
+
+
+class CalendarAgentSettings(_CalendarFields):
+    """``calendar_agent``: the seed's keys describe one calendar; ``sources`` adds more."""
+
+    enabled: bool = True
+    poll_interval_seconds: float = Field(default=300, gt=0)
+    notify_minutes_before: Reminders = Field(
+        default=30, description="Minutes before each occurrence; a list gives several."
+    )
+    all_day_notify_time: dt_time = Field(
+        default=dt_time(9, 0), description="When all-day events are announced (local time)."
+    )
+    all_day_notify_days_before: int = Field(
+        default=0, ge=0, le=30, description="0: that morning; 1: the day before; ..."
+    )
+    timezone: str | None = Field(
+        default=None, description="IANA zone for floating times and display; default: system."
+    )
+    agenda_days: int = Field(default=7, ge=1, le=366, description="Default span of /agenda.")
+    sources: list[CalendarSource] = []
     llm: LLMOverride | None = None
+
+    _minutes = field_validator("notify_minutes_before", mode="before")(_minutes_list)
+    _at = field_validator("all_day_notify_time", mode="before")(_time_of_day)
+
+    @field_validator("notify_minutes_before")
+    @classmethod
+    def _non_negative(cls, value: Reminders) -> Reminders:
+        if isinstance(value, int) and value < 0:
+            raise ValueError("expected minutes >= 0")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(
+                f"unknown time zone {value!r} (use an IANA name such as Europe/Berlin)"
+            ) from exc
+        return value
+
+    @model_validator(mode="after")
+    def _watch_something(self) -> CalendarAgentSettings:
+        explicit = self.model_fields_set & set(_CalendarFields.model_fields)
+        if self.enabled and not self._has_location() and (explicit or not self.sources):
+            raise ValueError(
+                f"backend {self.backend} needs {self._missing()}, or list calendars in sources"
+            )
+        labels = [source.label for source in self.watched()]
+        duplicates = sorted({label for label in labels if labels.count(label) > 1})
+        if duplicates:
+            raise ValueError(
+                f"two calendars are named {duplicates[0]!r} (give each entry of sources a name:)"
+            )
+        return self
+
+    def watched(self) -> list[CalendarSource]:
+        """Every enabled calendar: the seed's flat keys (when set) first, then ``sources``."""
+        found: list[CalendarSource] = []
+        if self._has_location():
+            flat = {name: getattr(self, name) for name in _CalendarFields.model_fields}
+            found.append(CalendarSource(**flat))
+        found.extend(source for source in self.sources if source.enabled)
+        return found
 
 
 class MCPServerEntry(_Section):
@@ -586,7 +739,13 @@ def _plain_secret_paths(tree: Any, path: str = "") -> list[str]:
     if isinstance(tree, dict):
         for k, v in tree.items():
             sub = f"{path}.{k}" if path else str(k)
-            if k in _SECRET_KEYS and isinstance(v, str) and v and "${" not in v:
+            if (
+                k in _SECRET_KEYS
+                and isinstance(v, str)
+                and v
+                and "${" not in v
+                and not v.startswith("keyring:")  # a reference to the keyring, not a secret
+            ):
                 found.append(sub)
             found.extend(_plain_secret_paths(v, sub))
     elif isinstance(tree, list):

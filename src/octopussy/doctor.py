@@ -1,7 +1,7 @@
 """``octopussy doctor``: what is configured and reachable, each with OK or a one-line fix.
 
     config ─ data dir ─ model endpoint(s) ─ embedded model ─ long-term memory ─ sandbox
-           ─ MCP servers ─ mail accounts (one login each) ─ secrets
+           ─ MCP servers ─ mail accounts (one login each) ─ calendars ─ secrets
 
 Checks are quick and side-effect free: no model is loaded, no tool is run outside the
 sandbox probe, endpoints get one short request. Exit code 0 when nothing FAILs.
@@ -285,6 +285,57 @@ async def check_mail(loaded: LoadedConfig, *, timeout: float = 8.0) -> list[Chec
     return checks
 
 
+async def check_calendars(loaded: LoadedConfig) -> list[Check]:
+    """Read each configured calendar once (one day ahead), as the calendar agent would."""
+    settings = loaded.config.calendar_agent
+    if settings is None or not settings.enabled:
+        return []
+    from datetime import timedelta
+
+    from octopussy.calendar.base import system_clock
+    from octopussy.calendar.factory import build_backend
+    from octopussy.calendar.google import GoogleBackend
+    from octopussy.calendar.text import local_zone
+
+    zone = local_zone(settings.timezone, env_tz=loaded.env.get("TZ"))
+    checks = []
+    for source in settings.watched():
+        label = f"calendar {source.label}"
+        backend = build_backend(source, zone=zone, home=loaded.paths.home)
+        if isinstance(backend, GoogleBackend) and not backend.token_path.is_file():
+            checks.append(
+                Check(
+                    "WARN",
+                    label,
+                    "not signed in to Google yet",
+                    "run `octopussy agenda` once and finish the sign-in in the browser",
+                )
+            )
+            continue
+        now = system_clock()
+        try:
+            fetched = await backend.fetch(now, now + timedelta(days=1))
+        except OctopussyError as exc:
+            checks.append(Check("FAIL", label, exc.message, exc.hint))
+            continue
+        finally:
+            await backend.close()
+        detail = f"{source.backend}, {len(fetched.occurrences)} event(s) in the next 24 h"
+        if fetched.warnings:
+            checks.append(
+                Check(
+                    "WARN",
+                    label,
+                    f"{detail}; {len(fetched.warnings)} bad event(s) skipped: "
+                    f"{fetched.warnings[0]}",
+                    "fix or remove those events",
+                )
+            )
+        else:
+            checks.append(Check("OK", label, f"{detail} (times in {zone})"))
+    return checks
+
+
 async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = print) -> int:
     """Print one line per check; 0 if nothing failed, 1 otherwise."""
     checks = [Check("OK", "config", loaded.source)]
@@ -304,6 +355,7 @@ async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = pri
     checks.append(await check_sandbox(loaded))
     checks.extend(await check_mcp_servers(loaded))
     checks.extend(await check_mail(loaded))
+    checks.extend(await check_calendars(loaded))
     for key in loaded.plain_secrets:
         checks.append(
             Check(

@@ -354,6 +354,20 @@ async def _mail(session: ChatSession, rest: str) -> None:
         _print(line)
 
 
+@command("/agenda", "upcoming calendar events: /agenda [DAYS]")
+async def _agenda(session: ChatSession, rest: str) -> None:
+    calendar = session.runtime.calendar
+    if calendar is None:
+        _print("no calendar configured (add calendar_agent: to the config; see the README)")
+        return
+    days = rest.strip()
+    if days and (not days.isdigit() or not 1 <= int(days) <= 366):
+        _print("usage: /agenda [DAYS], e.g. /agenda 14 (1 to 366)")
+        return
+    for line in await calendar.agenda(int(days) if days else None):
+        _print(f"  {line}")
+
+
 def _make_session(loaded: LoadedConfig) -> PromptSession[str]:
     history_file = loaded.paths.home / "chat_history"
     try:

@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING
 
 from octopussy.agents.base import Agent, supervise
 from octopussy.agents.coordinator import Coordinator, Presenter
@@ -39,6 +40,9 @@ from octopussy.orchestration.requests import TASK_REQUEST, RequestWatcher
 from octopussy.orchestration.scheduler import Scheduler
 from octopussy.store.base import ScheduleRecord, Store, TaskRecord, TaskStatus
 from octopussy.store.sqlite import SqliteStore
+
+if TYPE_CHECKING:
+    from octopussy.agents.calendar import CalendarAgent
 
 log = logging.getLogger("octopussy.runtime")
 
@@ -114,6 +118,8 @@ class Runtime:
         self.scheduler = Scheduler(self.store, self.fire_schedule)
         #: Long-term memory: one shared encoder, one memory per worker role (opened lazily).
         self.memory = MemoryBank.from_settings(self.config.memory, self.paths.memory)
+        #: The calendar agent (None unless ``calendar_agent`` is configured and enabled).
+        self.calendar: CalendarAgent | None = self._add_calendar_agent()
         self._add_mail_agent()
 
     # -- mail agent (issue 5) ---------------------------------------------------------------
@@ -132,6 +138,28 @@ class Runtime:
 
         model = self.model_for("mail_agent") if settings.summarize else None
         self.add_agent(MailAgent(settings, bus=self.bus, store=self.store, model=model))
+
+    # -- calendar agent -------------------------------------------------------------------
+    def _add_calendar_agent(self) -> CalendarAgent | None:
+        settings = self.config.calendar_agent
+        if settings is None or not settings.enabled:
+            return None
+        # Imported here: icalendar and the CalDAV/Google clients cost nothing when unused.
+        from octopussy.agents.calendar import CalendarAgent
+        from octopussy.calendar.factory import build_watcher
+
+        watcher = build_watcher(
+            settings, self.store, home=self.paths.home, env_tz=self.loaded.env.get("TZ")
+        )
+        agent = CalendarAgent(
+            bus=self.bus,
+            store=self.store,
+            watcher=watcher,
+            zone=watcher.zone,
+            agenda_days=settings.agenda_days,
+        )
+        self.add_agent(agent)
+        return agent
 
     # -- building -------------------------------------------------------------------------
     def model_for(self, agent: str) -> Model:

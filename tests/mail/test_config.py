@@ -73,6 +73,13 @@ def test_several_accounts_with_their_own_filters() -> None:
     assert plain == ["mail_agent.accounts[0].imap_password"]
 
 
+def test_a_keyring_reference_is_not_a_plain_secret() -> None:
+    _, plain = parse(
+        "mail_agent:\n  imap_host: h\n  imap_user: u\n  imap_password: keyring:octopussy\n"
+    )
+    assert plain == []
+
+
 def test_plain_imap_only_on_loopback() -> None:
     line = error_of("mail_agent:\n  imap_host: imap.example.org\n  imap_user: u\n  tls: plain\n")
     assert line.startswith("config.yaml: mail_agent: tls: plain")

@@ -58,6 +58,9 @@ async def test_the_keyring_is_asked_when_there_is_none(memory_keyring: MemoryKey
     assert password_source(account()) == "keyring"
     memory_keyring.set_password("work-mail", "me@example.org", "other")
     assert await resolve_password(account(keyring_service="work-mail")) == "other"
+    # The calendar agent's spelling works too: imap_password: keyring:SERVICE
+    assert await resolve_password(account(imap_password="keyring:work-mail")) == "other"
+    assert password_source(account(imap_password="keyring:work-mail")) == "keyring"
 
 
 async def test_no_password_anywhere_says_what_to_do(memory_keyring: MemoryKeyring) -> None:
@@ -65,6 +68,7 @@ async def test_no_password_anywhere_says_what_to_do(memory_keyring: MemoryKeyrin
         await resolve_password(account())
     line = str(info.value)
     assert "no password for me@example.org@imap.example.org" in line
+    assert "service 'octopussy' and user 'me@example.org'" in line
     assert "keyring set octopussy me@example.org" in line
 
 
