@@ -264,7 +264,8 @@ class ImapClient:
     async def login(self, user: str, password: str) -> None:
         proto = self._protocol
         try:
-            response = await self._call(proto.login(user, password), "LOGIN")
+            # Quoted: a user name may hold characters an IMAP atom may not (RFC 3501 §9).
+            response = await self._call(proto.login(aioimaplib.quoted(user), password), "LOGIN")
         except aioimaplib.Abort as exc:
             raise MailServerError(f"{self.where}: LOGIN not possible: {exc}") from exc
         if response.result != "OK":
@@ -425,7 +426,7 @@ class ImapClient:
             aioimaplib.NONAUTH,
         ):
             with contextlib.suppress(MailServerError, aioimaplib.AioImapException):
-                await self._call(proto.logout(), "LOGOUT", timeout=min(5.0, self.timeout))
+                await self._call(proto.logout(), "LOGOUT", timeout=min(2.0, self.timeout))
         if proto.transport is not None:
             proto.transport.close()
         for task in list(proto.tasks):
