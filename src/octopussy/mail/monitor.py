@@ -118,6 +118,7 @@ class MailboxMonitor:
         self._client: ImapClient | None = None
         #: The current session got through its first sync (resets the backoff).
         self._session_ok = False
+        self._commits: set[asyncio.Future[None]] = set()
 
     @property
     def name(self) -> str:
@@ -148,6 +149,8 @@ class MailboxMonitor:
                 self.log.debug("mail monitor %s failed", self.name, exc_info=exc)
                 problem = f"{type(exc).__name__}: {exc}"
             finally:
+                if self._commits:
+                    await asyncio.gather(*self._commits, return_exceptions=True)
                 await self._disconnect()
             self.stats.failures += 1
             self.stats.last_error = problem
@@ -328,8 +331,12 @@ class MailboxMonitor:
             IncomingMail(account, self.mailbox, uidvalidity, message.uid, parsed, message.size)
         )
         # The notification is out: remembering it must finish even if we are being
-        # cancelled right now (shutdown), or the next start would announce it again.
-        await asyncio.shield(self._commit(key, parsed.message_id))
+        # cancelled right now (shutdown), or the next start would announce it again. The
+        # task is ours: ``run`` waits for it before it returns or raises.
+        commit = asyncio.ensure_future(self._commit(key, parsed.message_id))
+        self._commits.add(commit)
+        commit.add_done_callback(self._commits.discard)
+        await asyncio.shield(commit)
         self.stats.handled += 1
         return True
 
