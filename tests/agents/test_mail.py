@@ -350,6 +350,18 @@ async def test_restart_neither_repeats_nor_misses_mail(
     assert await harness.pending() == []
 
 
+async def test_old_processed_keys_are_pruned(dovecot: DovecotServer, harness: Harness) -> None:
+    old = time.time() - 91 * 86400
+    await harness.store.mark_seen("mail", "acct|INBOX|1|1", timestamp=old)
+    await harness.store.mark_seen("mail-message-id", "acct|INBOX|abc", timestamp=old)
+    await harness.store.mark_seen("mail", "acct|INBOX|1|2")  # recent: kept
+    agent = await harness.start(settings_for(dovecot, summarize=False, remember_days=90), None)
+    await asyncio.wait_for(agent.pruned.wait(), 30)
+    assert not await harness.store.is_seen("mail", "acct|INBOX|1|1")
+    assert not await harness.store.is_seen("mail-message-id", "acct|INBOX|abc")
+    assert await harness.store.is_seen("mail", "acct|INBOX|1|2")
+
+
 async def test_a_crash_between_notify_and_commit_is_not_lost(
     dovecot: DovecotServer, harness: Harness
 ) -> None:

@@ -71,7 +71,10 @@ class MailAgent(Agent):
         name: str = MAIL_AGENT,
     ) -> None:
         super().__init__(name, bus=bus, store=store)
+        self._store = store
         self.settings = settings
+        #: Set after each pruning of old keys (tests wait on it).
+        self.pruned = asyncio.Event()
         self.model = model if settings.summarize else None
         self.recipient = recipient
         self.counters = MailCounters()
@@ -106,13 +109,18 @@ class MailAgent(Agent):
             group.create_task(self._prune_forever(), name="mail:prune")
 
     async def _prune_forever(self) -> None:
-        assert self.store is not None
+        """Forget processed keys older than ``remember_days``, now and then daily (the
+        per-mailbox last UID keeps old mail from coming back after they are gone)."""
         while True:
             older = time.time() - self.settings.remember_days * 86400
-            for namespace in (SEEN_NAMESPACE, MESSAGE_ID_NAMESPACE):
-                removed = await self.store.prune_seen(namespace, older_than=older)
-                if removed:
-                    self.log.info("forgot %d processed mail key(s) in %s", removed, namespace)
+            try:
+                for namespace in (SEEN_NAMESPACE, MESSAGE_ID_NAMESPACE):
+                    removed = await self._store.prune_seen(namespace, older_than=older)
+                    if removed:
+                        self.log.info("forgot %d processed mail key(s) in %s", removed, namespace)
+            except OctopussyError as exc:  # the store is busy or gone: try again tomorrow
+                self.log.warning("could not prune processed mail keys: %s", exc)
+            self.pruned.set()
             await asyncio.sleep(86400)
 
     # -- one message ----------------------------------------------------------------------
