@@ -137,7 +137,15 @@ class Runtime:
         from octopussy.agents.mail import MailAgent
 
         model = self.model_for("mail_agent") if settings.summarize else None
-        self.add_agent(MailAgent(settings, bus=self.bus, store=self.store, model=model))
+        self.add_agent(
+            MailAgent(
+                settings,
+                bus=self.bus,
+                store=self.store,
+                model=model,
+                lock_path=self.paths.home / "mail.lock",
+            )
+        )
 
     # -- calendar agent -------------------------------------------------------------------
     def _add_calendar_agent(self) -> CalendarAgent | None:

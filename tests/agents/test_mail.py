@@ -350,6 +350,53 @@ async def test_restart_neither_repeats_nor_misses_mail(
     assert await harness.pending() == []
 
 
+async def test_one_process_per_data_dir_watches_and_the_next_takes_over(
+    dovecot: DovecotServer, harness: Harness, tmp_path: Path
+) -> None:
+    """Two agents on one data dir (as `chat` and `serve` would be): only the lock holder
+    announces; when it stops the other takes over without repeating anything."""
+    settings = settings_for(dovecot, summarize=False)
+    lock = tmp_path / "home" / "mail.lock"
+
+    def make(name: str) -> MailAgent:
+        return MailAgent(
+            settings,
+            bus=harness.bus,
+            store=harness.store,
+            model=None,
+            name=name,
+            lock_path=lock,
+            lock_retry_seconds=0.05,
+        )
+
+    first, second = make("mail_first"), make("mail_second")
+    for agent in (first, second):
+        await agent.register()
+    first_task = asyncio.create_task(first.run())
+    await asyncio.wait_for(first.monitors[0].synced.wait(), 30)
+    second_task = asyncio.create_task(second.run())
+    try:
+        await append(dovecot, mail("Only once"))
+        message = await harness.next()
+        assert (message.sender, message.payload["subject"]) == ("mail_first", "Only once")
+        await harness.synced(first.monitors[0])
+        assert second.monitors[0].stats.syncs == 0  # waiting for the lock, not watching
+        assert await harness.pending() == []
+
+        first_task.cancel()
+        await asyncio.gather(first_task, return_exceptions=True)
+        await asyncio.wait_for(second.monitors[0].synced.wait(), 30)
+        await append(dovecot, mail("After the takeover"))
+        message = await harness.next()
+        assert (message.sender, message.payload["subject"]) == ("mail_second", "After the takeover")
+        await harness.synced(second.monitors[0])
+        assert await harness.pending() == []
+    finally:
+        for task in (first_task, second_task):
+            task.cancel()
+        await asyncio.gather(first_task, second_task, return_exceptions=True)
+
+
 async def test_old_processed_keys_are_pruned(dovecot: DovecotServer, harness: Harness) -> None:
     old = time.time() - 91 * 86400
     await harness.store.mark_seen("mail", "acct|INBOX|1|1", timestamp=old)

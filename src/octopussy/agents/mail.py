@@ -14,13 +14,21 @@
 Connection problems are reported to the user once per outage (an AGENT_NOTIFICATION
 labelled MAIL) and once more when the mailbox is reachable again; the monitors retry
 with backoff meanwhile. The agent has no inbox work: it only sends.
+
+One process per data dir watches the mail: the agent holds an exclusive lock on
+``<data dir>/mail.lock`` while its monitors run. A second ``chat`` or ``serve`` on the same
+data dir waits for the lock instead of announcing every mail a second time, and takes
+over when the first one exits (the kernel drops the lock even if it is killed).
 """
 
 from __future__ import annotations
 
 import asyncio
+import fcntl
 import time
 from dataclasses import dataclass
+from pathlib import Path
+from typing import IO
 
 from octopussy.agents.base import Agent
 from octopussy.bus.base import MessageBus
@@ -69,12 +77,17 @@ class MailAgent(Agent):
         model: Model | None,
         recipient: str = "coordinator",
         name: str = MAIL_AGENT,
+        lock_path: Path | None = None,
+        lock_retry_seconds: float = 5.0,
     ) -> None:
         super().__init__(name, bus=bus, store=store)
         self._store = store
         self.settings = settings
         #: Set after each pruning of old keys (tests wait on it).
         self.pruned = asyncio.Event()
+        #: Held while watching, so one process per data dir announces the mail.
+        self.lock_path = lock_path
+        self.lock_retry_seconds = lock_retry_seconds
         self.model = model if settings.summarize else None
         self.recipient = recipient
         self.counters = MailCounters()
@@ -103,6 +116,34 @@ class MailAgent(Agent):
         if not self.monitors:
             self.log.info("no mail account configured; the mail agent is idle")
             return
+        if self.lock_path is None:
+            await self._watch()
+            return
+        lock = await self._acquire_lock(self.lock_path)
+        try:
+            await self._watch()
+        finally:
+            lock.close()  # releases the lock
+
+    async def _acquire_lock(self, path: Path) -> IO[bytes]:
+        """The open lock file, once no other process holds it (checked every few seconds)."""
+        waited = False
+        while True:
+            handle = await asyncio.to_thread(_try_lock, path)
+            if handle is not None:
+                if waited:
+                    self.log.info("mail: the other process stopped; watching mail here now")
+                return handle
+            if not waited:
+                waited = True
+                self.log.info(
+                    "mail: another octopussy process on this data dir watches the mail "
+                    "(%s); this one waits and takes over when it stops",
+                    path,
+                )
+            await asyncio.sleep(self.lock_retry_seconds)
+
+    async def _watch(self) -> None:
         async with asyncio.TaskGroup() as group:
             for monitor in self.monitors:
                 group.create_task(monitor.run(), name=f"mail:{monitor.name}")
@@ -213,6 +254,21 @@ def format_mail_list(events: list[EventRecord], *, width: int = 100) -> list[str
         if summary:
             lines.append(f"               {summary}")
     return lines
+
+
+def _try_lock(path: Path) -> IO[bytes] | None:
+    """An exclusive ``flock`` on ``path`` (the open file), or None if another holds it."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handle = open(path, "ab")  # noqa: SIM115 - kept open while the lock is held
+    try:
+        fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        handle.close()
+        return None
+    except BaseException:
+        handle.close()
+        raise
+    return handle
 
 
 def _short(exc: BaseException, width: int = 120) -> str:
