@@ -106,13 +106,29 @@ class Harness:
         for target in targets:
             target.synced.clear()
         for target in targets:
-            await asyncio.wait_for(target.synced.wait(), timeout)
+            try:
+                await asyncio.wait_for(target.synced.wait(), timeout)
+            except TimeoutError:
+                raise AssertionError(f"no sync in {timeout}s: {self.diagnosis()}") from None
+
+    def diagnosis(self) -> str:
+        """What the monitors were doing (for a failure message)."""
+        return "; ".join(f"{m.name}: {m.stats}" for m in self.monitors) if self.agent else "-"
 
     async def next(self, timeout: float = 30) -> Message:
         """The next MAIL_NOTIFICATION (status notices are kept in ``notices``)."""
         assert self.inbox is not None
+        deadline = time.monotonic() + timeout
         while True:
-            message = await asyncio.wait_for(self.inbox.get(), timeout)
+            try:
+                message = await asyncio.wait_for(
+                    self.inbox.get(), max(0.0, deadline - time.monotonic())
+                )
+            except TimeoutError:
+                raise AssertionError(
+                    f"no mail notification in {timeout}s: {self.diagnosis()}; "
+                    f"notices: {[m.payload.get('text') for m in self.notices]}"
+                ) from None
             await self.inbox.ack(message)
             if message.type is MessageType.MAIL_NOTIFICATION:
                 return message
