@@ -13,6 +13,8 @@
       config show           the effective config (defaults filled in, secrets masked)
       notify TEXT...        show a notification in a running chat/serve (same data dir)
       agenda [DAYS]         upcoming calendar events (the first run signs in to Google)
+      tools [ACTION]        list tools (origin, version); show/disable/enable/rollback/remove
+                            a generated tool (a running chat/serve picks it up live)
       doctor                what is configured and reachable, each with OK or a fix
       version
 
@@ -115,6 +117,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     agenda = sub.add_parser("agenda", help="upcoming calendar events (signs in to Google once)")
     agenda.add_argument("days", nargs="?", type=int, default=None, help="days ahead (default 7)")
+    from octopussy.toolcli import add_parser as add_tools_parser
+
+    add_tools_parser(sub)
+
     sub.add_parser("doctor", help="check model, sandbox, MCP servers; print fixes")
     sub.add_parser("version", help="print the version")
     return parser
@@ -190,6 +196,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_schedules(loaded, args))
         if command == "agenda":
             return asyncio.run(_agenda(loaded, args.days))
+        if command == "tools":
+            from octopussy.toolcli import run_tools
+
+            return asyncio.run(run_tools(loaded, args))
         if command == "serve":
             from octopussy.serve import run_serve
 
@@ -232,6 +242,8 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
         if not workspace.is_dir():
             raise ConfigError(f"workspace {workspace} is not a directory", hint="--workspace DIR")
         settings = (loaded.config.sandbox, loaded.config.mcp)
+        # Served even with the tool agent off: tools made earlier stay (`tools disable`).
+        generated = loaded.paths.generated_tools
         if args.http:
             try:
                 host, port = builtin.parse_host_port(args.http)
@@ -245,9 +257,9 @@ def _mcp(args: argparse.Namespace, loaded: LoadedConfig) -> int:
                     f"warning: {host} is not loopback and this server has no authentication",
                     file=sys.stderr,
                 )
-            builtin.main_http(host, port, workspace, *settings)
+            builtin.main_http(host, port, workspace, *settings, generated_tools=generated)
         else:
-            builtin.main_stdio(workspace, *settings)
+            builtin.main_stdio(workspace, *settings, generated_tools=generated)
         return EXIT_OK
     _setup_logging(args, loaded, stderr=False)
     return asyncio.run(_mcp_client(args, loaded))

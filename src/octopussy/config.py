@@ -536,9 +536,47 @@ class MemorySettings(_Section):
 
 
 class ToolAgentSettings(_Section):
+    """The tool agent: writes, checks, sandbox-tests and deploys new tools."""
+
     enabled: bool = True
-    max_attempts: int = Field(default=3, ge=1, le=20)
+    max_attempts: int = Field(
+        default=3, ge=1, le=20, description="Tries per request; each failure goes back to the LLM."
+    )
     llm: LLMOverride | None = None
+    allowed_imports: list[str] = Field(
+        default=["stdlib"],
+        description="Modules a generated tool may import; 'stdlib' = the standard library.",
+    )
+    network_modules: list[str] | None = Field(
+        default=None,
+        description="Modules refused unless the tool may use the network (default: socket, "
+        "ssl, asyncio, http, urllib, ...).",
+    )
+    allow_network_requests: bool = Field(
+        default=True,
+        description="Honour a request that the tool may use the network (off: never).",
+    )
+    test_timeout_seconds: float | None = Field(
+        default=None, gt=0, le=600, description="Sandbox test of the examples; default: sandbox."
+    )
+    worker_requests: Literal["off", "on_missing_tool", "always"] = Field(
+        default="on_missing_tool",
+        description="When workers are offered request_tool: after they call a tool that does "
+        "not exist (default), on every step, or never.",
+    )
+    request_timeout_seconds: float = Field(
+        default=600, gt=0, description="How long a worker waits for a requested tool."
+    )
+
+    @field_validator("worker_requests", mode="before")
+    @classmethod
+    def _yaml_booleans(cls, value: Any) -> Any:
+        # YAML reads a bare `off` as false (and `on` as true).
+        if value is False:
+            return "off"
+        if value is True:
+            return "on_missing_tool"
+        return value
 
 
 class LoggingSettings(_Section):
@@ -664,6 +702,11 @@ class Paths:
     def memory(self) -> Path:
         """The Chroma database of the workers' long-term memory."""
         return self.home / "memory"
+
+    @property
+    def generated_tools(self) -> Path:
+        """The tools the tool agent wrote (one file each, with their versions)."""
+        return self.home / "generated_tools"
 
     def ensure(self) -> None:
         """Create the directories (user-only permissions for the data dir)."""

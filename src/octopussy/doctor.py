@@ -204,6 +204,28 @@ async def check_sandbox(loaded: LoadedConfig) -> Check:
     )
 
 
+def check_generated_tools(loaded: LoadedConfig) -> Check:
+    """The tool agent's directory: how many tools, which fail call after call."""
+    from octopussy.mcp.generated import GeneratedToolStore
+    from octopussy.toolcli import generated_rows
+
+    store = GeneratedToolStore(loaded.paths.generated_tools)
+    rows = generated_rows(store)
+    state = "on" if loaded.config.tool_agent.enabled else "off (tool_agent.enabled: false)"
+    flagged = [r.name for r in rows if r.flagged]
+    unreadable = [r.name for r in rows if r.version == "?"]
+    if flagged or unreadable:
+        names = ", ".join(flagged + unreadable)
+        return Check(
+            "WARN",
+            "generated tools",
+            f"{len(rows)} in {store.directory}; failing or unreadable: {names}",
+            "`octopussy tools show NAME`, then `tools rollback NAME` or `tools disable NAME`",
+        )
+    enabled = sum(r.enabled for r in rows)
+    return Check("OK", "generated tools", f"{enabled} of {len(rows)} enabled; tool agent {state}")
+
+
 async def check_mcp_servers(loaded: LoadedConfig) -> list[Check]:
     """Connect every configured MCP server as the runtime would; report state and tools."""
     from octopussy.mcp.registry import MCPRegistry
@@ -353,6 +375,7 @@ async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = pri
     checks.extend(await check_models(loaded))
     checks.append(check_memory(loaded))
     checks.append(await check_sandbox(loaded))
+    checks.append(check_generated_tools(loaded))
     checks.extend(await check_mcp_servers(loaded))
     checks.extend(await check_mail(loaded))
     checks.extend(await check_calendars(loaded))

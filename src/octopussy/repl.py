@@ -368,6 +368,31 @@ async def _agenda(session: ChatSession, rest: str) -> None:
         _print(f"  {line}")
 
 
+@command("/tools", "tools with origin and version; /tools show|disable|enable|rollback|remove NAME")
+async def _tools(session: ChatSession, rest: str) -> None:
+    from octopussy import toolcli
+
+    store = session.runtime.generated_tools
+    action, _, name = rest.strip().partition(" ")
+    name = name.strip()
+    if not action or action == "list":
+        rows = toolcli.tool_rows(
+            session.runtime.loaded, remote=session.runtime.mcp.tools(), store=store
+        )
+        _print(toolcli.format_rows(rows))
+        return
+    if action not in ("show", "disable", "enable", "rollback", "remove") or not name:
+        _print("usage: /tools [list] | /tools show|disable|enable|rollback|remove NAME")
+        return
+    try:
+        if action == "show":
+            _print(toolcli.format_show(toolcli.show_tool(store, name)))
+        else:
+            _print(toolcli.manage(store, action, name))
+    except OctopussyError as exc:
+        _print(f"error: {exc}")
+
+
 def _make_session(loaded: LoadedConfig) -> PromptSession[str]:
     history_file = loaded.paths.home / "chat_history"
     try:

@@ -24,13 +24,16 @@ from typing import TYPE_CHECKING
 
 from octopussy.agents.base import Agent, supervise
 from octopussy.agents.coordinator import Coordinator, Presenter
+from octopussy.agents.react import ToolSource
 from octopussy.agents.spool import SpoolAgent
+from octopussy.agents.tool_agent import RegistryCatalog, ToolAgent, ToolRequester
 from octopussy.agents.worker import Worker
 from octopussy.bus.memory import InMemoryBus
 from octopussy.bus.messages import Message
 from octopussy.config import LoadedConfig
 from octopussy.llm.base import MeteredModel, Model, UsageMeter
 from octopussy.llm.factory import create_model
+from octopussy.mcp.generated import GeneratedToolStore
 from octopussy.mcp.registry import MCPRegistry
 from octopussy.mcp.servers import server_specs
 from octopussy.memory.notes import MemoryBank, TaskNotes
@@ -118,6 +121,10 @@ class Runtime:
         self.scheduler = Scheduler(self.store, self.fire_schedule)
         #: Long-term memory: one shared encoder, one memory per worker role (opened lazily).
         self.memory = MemoryBank.from_settings(self.config.memory, self.paths.memory)
+        #: The tool agent (``tool_agent.enabled``, and only where background agents run).
+        self.tool_agent: ToolAgent | None = None
+        if self.config.tool_agent.enabled and background_agents:
+            self._add_tool_agent()
         #: The calendar agent (None unless ``calendar_agent`` is configured and enabled).
         self.calendar: CalendarAgent | None = self._add_calendar_agent()
         self._add_mail_agent()
@@ -241,10 +248,45 @@ class Runtime:
             bus=self.bus,
             store=self.store,
             model=self.model_for("worker"),
-            tools=self.mcp,
+            tools=self.tools_for_worker(name),
             role=role,
             max_steps=self.config.workers.max_steps,
             long_term=self.memory_for(role),
+        )
+
+    # -- the tool agent (generated tools) -----------------------------------------------
+    @property
+    def generated_tools(self) -> GeneratedToolStore:
+        """The directory of generated tools (``octopussy tools`` acts on it too)."""
+        return GeneratedToolStore(self.paths.generated_tools)
+
+    def _add_tool_agent(self) -> None:
+        settings = self.config.tool_agent
+        self.tool_agent = ToolAgent(
+            bus=self.bus,
+            store=self.store,
+            model=self.model_for("tool_agent"),
+            tools=self.generated_tools,
+            scratch=self.paths.home / "tool_agent" / "scratch",
+            catalog=RegistryCatalog(self.start_tools),
+            settings=settings,
+            sandbox=self.config.sandbox,
+            report_to=self.coordinator.name,
+        )
+        self.add_agent(self.tool_agent)
+
+    def tools_for_worker(self, name: str) -> ToolSource:
+        """The worker's tools: the registry, plus ``request_tool`` while a tool agent runs."""
+        settings = self.config.tool_agent
+        if self.tool_agent is None or settings.worker_requests == "off":
+            return self.mcp
+        return ToolRequester(
+            self.mcp,
+            bus=self.bus,
+            requester=name,
+            tool_agent=self.tool_agent.name,
+            timeout=settings.request_timeout_seconds,
+            always=settings.worker_requests == "always",
         )
 
     async def create_task(self, description: str) -> TaskRecord:

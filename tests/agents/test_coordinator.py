@@ -239,6 +239,21 @@ async def test_a_description_that_loses_a_file_name_is_replaced_by_the_users_wor
     assert desk.tasks == [text, "do it again"]
 
 
+async def test_a_description_that_changes_quoted_text_is_replaced_by_the_users_words() -> None:
+    text = 'Create todo.json containing a JSON list with the strings "a" and "b".'
+    kept = "Don't touch notes.txt; replace 'colour' in essay.txt"
+    model = ScriptedModel(
+        [
+            ToolCall("create_task", {"description": "Put 'a' and 'b' in todo.json"}),
+            ToolCall("create_task", {"description": "In essay.txt replace 'colour' (notes.txt)"}),
+        ]
+    )
+    coordinator, desk = routed(model)
+    await coordinator.chat(text)
+    await coordinator.chat(kept)
+    assert desk.tasks == [text, "In essay.txt replace 'colour' (notes.txt)"]
+
+
 async def test_several_actions_in_one_decision() -> None:
     calls = [
         ToolCall("create_task", {"description": "write a.txt"}),

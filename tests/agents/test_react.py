@@ -385,3 +385,16 @@ async def test_a_repeated_call_with_the_same_result_is_called_out() -> None:
     assert first.content == "3"
     assert second.content.startswith("add returned exactly the same as in step 1;")
     assert final(steps).text == "3"
+
+
+async def test_a_second_repeat_takes_the_tools_away_for_one_step() -> None:
+    call = ToolCall("add", {"a": 1, "b": 2})
+    model = ScriptedModel([call, call, call, "it is 3"])
+    messages = conversation()
+    steps = await collect(react(model, FakeTools(), messages))
+    third = tool_messages(messages)[2]
+    assert third.content.startswith("You called add again with the same arguments")
+    assert [len(c.tools) for c in model.calls] == [2, 2, 2, 0]
+    answer = final(steps)
+    assert answer.text == "it is 3"
+    assert not answer.partial

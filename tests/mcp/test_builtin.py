@@ -226,6 +226,11 @@ async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path)
     assert (workspace / "log.txt").read_text() == "one\ntwo\nthree"
     fresh = await ok(client, "write_file", path="new.txt", content="x", append=True)
     assert data(fresh)["created"] is True
+    resent = await ok(
+        client, "write_file", path="log.txt", content="one\ntwo\nthree\nfour\n", append=True
+    )
+    assert "replaced the file instead of being appended" in text(resent)
+    assert (workspace / "log.txt").read_text() == "one\ntwo\nthree\nfour\n"
 
 
 async def test_write_file_strips_a_markdown_fence_except_in_markup(
@@ -237,6 +242,18 @@ async def test_write_file_strips_a_markdown_fence_except_in_markup(
     assert (workspace / "data.json").read_text() == '{"a": 1}\n'
     await ok(client, "write_file", path="notes.md", content=fenced)
     assert (workspace / "notes.md").read_text() == fenced
+
+
+async def test_write_file_refuses_python_syntax_for_a_json_file(
+    client: Client, workspace: Path
+) -> None:
+    problem = await error(client, "write_file", path="todo.json", content="['a', 'b']")
+    assert "it is Python syntax" in problem
+    assert '["a", "b"]' in problem
+    assert not (workspace / "todo.json").exists()
+    # JSON with comments (tsconfig.json style) is not Python either: written as given.
+    await ok(client, "write_file", path="tsconfig.json", content='{// c\n"a": 1}')
+    assert (workspace / "tsconfig.json").read_text() == '{// c\n"a": 1}'
 
 
 async def test_write_file_mistakes(client: Client, workspace: Path) -> None:
@@ -376,6 +393,11 @@ async def test_search_files_by_a_bare_word_suggests_a_text_search(client: Client
     assert "call search_files with text='Demo'" in text(result)
 
 
+async def test_search_files_says_when_regex_is_given_without_text(client: Client) -> None:
+    result = await ok(client, "search_files", pattern="*.md", ignore_case=True)
+    assert "their contents were not searched; pass text" in text(result)
+
+
 async def test_search_files_for_text_and_regex(client: Client, workspace: Path) -> None:
     (workspace / "image.bin").write_bytes(b"TODO\x00binary")
     found = await ok(client, "search_files", text="TODO")
@@ -474,12 +496,25 @@ async def test_execute_python_timeout_is_capped_by_config(client: Client) -> Non
 
 
 @needs_bwrap
-async def test_execute_python_given_a_shell_command_says_how_to_run_the_script(
+async def test_execute_python_given_a_shell_command_runs_the_script(
     client: Client, workspace: Path
 ) -> None:
-    (workspace / "hello.py").write_text("print('hi')\n")
-    result = await ok(client, "execute_python", code="python hello.py")
-    assert "runpy.run_path('hello.py')" in text(result)
+    (workspace / "hello.py").write_text("import sys\nprint('hi', sys.argv[1:])\n")
+    result = await ok(client, "execute_python", code="python3 hello.py 10 'a b'\n")
+    assert "hi ['10', 'a b']" in data(result)["stdout"]
+    assert "the code was a shell command, so the script hello.py was run" in text(result)
+    plain = await ok(client, "execute_python", code="python = 1\nprint(python)")
+    assert data(plain)["stdout"] == "1\n"
+
+
+@needs_bwrap
+async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
+    one_line = await ok(client, "execute_python", code="x = 1 print(x)")
+    assert "the code is a single line: put each statement on its own line" in text(one_line)
+    missing = await ok(client, "execute_python", code="print(csv.__name__)")
+    assert "csv is a module: add 'import csv' as the first line" in text(missing)
+    other = await ok(client, "execute_python", code="print(undefined_thing)")
+    assert "is a module" not in text(other)
 
 
 @needs_bwrap

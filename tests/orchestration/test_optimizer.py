@@ -39,3 +39,16 @@ async def test_a_rewrite_that_invents_a_path_is_not_used() -> None:
     task = "Change the port in config.json to 9090."
     model = ScriptedModel(["Open /path/to/config.json and set the port to 9090."])
     assert await PromptOptimizer(model).optimize(task) == task
+
+
+async def test_a_rewrite_that_hands_the_work_to_the_user_is_not_used() -> None:
+    task = "Change the port in config.json to 9090."
+    model = ScriptedModel(
+        [
+            "Tell the user to open the config.json file in a text editor and change the "
+            "port from 8080 to 9090."
+        ]
+    )
+    assert await PromptOptimizer(model).optimize(task) == task
+    kept = "Read config.json, set the port to 9090 and tell the user the new value."
+    assert await PromptOptimizer(ScriptedModel([kept])).optimize(task) == kept

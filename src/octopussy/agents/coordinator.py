@@ -66,6 +66,9 @@ SHOWN_TYPES = frozenset(
 #: How much of a task result enters the conversation (characters).
 _RESULT_NOTE_CHARS = 1500
 _FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
+#: Quoted text ("a", 'colour', `x`): exact values a description must keep as they are.
+#: A quote inside a word (don't, it's) is an apostrophe, not a quote.
+_QUOTED = re.compile(r"(?<!\w)([\"'`])[^\"'`\n]{1,80}?\1(?!\w)")
 #: A message that mentions a file or code is most likely work for a worker: the decision
 #: is then asked with tools preferred (``ModelSettings.prefer_tools``). The model still
 #: decides; this only undoes a small model's habit of answering file questions itself.
@@ -125,10 +128,24 @@ CREATE_TOOL = ToolSpec(
             "description": {
                 "type": "string",
                 "description": "What the new tool must do: its inputs and its output.",
-            }
+            },
+            "allow_network": {
+                "type": "boolean",
+                "description": "True only when the user explicitly allows this tool to use "
+                "the network or the internet.",
+            },
+            "update": {
+                "type": "string",
+                "description": "Only to replace an existing tool with a new version: its name.",
+            },
         },
         "required": ["description"],
     },
+)
+#: The user's own words must mention the network before a tool request may allow it: a
+#: model's ``allow_network: true`` alone is not the user's permission.
+_NETWORK_WORDS = re.compile(
+    r"\b(?:network|internet|online|web|http\w*|url|download\w*|api|fetch\w*)\b", re.IGNORECASE
 )
 
 
@@ -376,12 +393,15 @@ class Coordinator(Agent):
     @staticmethod
     def _description(text: str, arguments: dict[str, Any], alone: bool) -> str:
         """The model's task description, or the user's own words when the model's is empty
-        or loses a file name the user gave (small models do both)."""
+        or loses a file name or quoted text the user gave (small models do both, and turn
+        "a" into 'a')."""
         description = str(arguments.get("description") or "").strip()
         if not description:
             return text
-        if alone and any(name not in description for name in _FILE_NAME.findall(text)):
-            return text
+        if alone:
+            exact = [*_FILE_NAME.findall(text), *(m.group(0) for m in _QUOTED.finditer(text))]
+            if any(value not in description for value in exact):
+                return text
         return description
 
     async def _schedule(self, text: str, arguments: dict[str, Any], turn: Turn, alone: bool) -> str:
@@ -401,11 +421,17 @@ class Coordinator(Agent):
     async def _request_tool(self, text: str, arguments: dict[str, Any], turn: Turn) -> str:
         description = str(arguments.get("description") or "").strip() or text
         request_id = uuid.uuid4().hex[:8]
+        payload: dict[str, Any] = {"description": description, "requested_at": time.time()}
+        if arguments.get("allow_network") is True and _NETWORK_WORDS.search(text):
+            payload["allow_network"] = True
+        update = str(arguments.get("update") or "").strip()
+        if update:
+            payload["update"] = update
         try:
             await self.send(
                 self.tool_agent,
                 MessageType.CREATE_TOOL,
-                {"description": description, "requested_at": time.time()},
+                payload,
                 task_id=request_id,
             )
         except (OctopussyError, TimeoutError) as exc:

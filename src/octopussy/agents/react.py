@@ -68,6 +68,10 @@ _REPEAT_FEEDBACK = (
     "{name} returned exactly the same as in step {step}; calling it again will not help. "
     "Use that result: answer with the final answer now, or take a different next step."
 )
+_ANSWER_NOW = (
+    "You called {name} again with the same arguments and got the same result. No more "
+    "tool calls: answer the task now from the results above."
+)
 _RETRY_NUDGE = (
     "Your {name} call failed and has not succeeded since. Fix the call as its error says "
     "(for example the path: use paths relative to the workspace) and try again. Only if "
@@ -194,10 +198,12 @@ async def react(
     unresolved: str | None = None  # a tool that failed and has not succeeded since
     nudged = False
     seen: dict[tuple[str, str, str], int] = {}  # (tool, arguments, result) -> first step
+    repeats = 0  # calls that repeated an earlier one exactly
+    answer_now = False  # the next model call gets no tools
     while steps < max_steps:
         steps += 1
         await conversation.compact_if_needed()
-        specs = tools.tool_specs()
+        specs = [] if answer_now else tools.tool_specs()
         try:
             response = await model.complete(conversation.messages(), tools=specs, settings=settings)
         except ModelBehaviorError as exc:
@@ -212,6 +218,7 @@ async def react(
             continue
         yield ModelStep(response, response.usage)
         conversation.append(response.message)
+        answer_now = False
         if response.text.strip():
             last_useful = response.text.strip()
         if not response.tool_calls:
@@ -232,8 +239,14 @@ async def react(
             repeated = key in seen
             if repeated:
                 # Small models loop on a call whose result they already have; the same
-                # result again will not help, so say that instead of repeating it.
+                # result again will not help, so say that instead of repeating it. Measured
+                # on the embedded model: once told, it may still loop until the step limit,
+                # so a second repeat takes the tools away for one step and asks for the answer.
+                repeats += 1
                 text = _REPEAT_FEEDBACK.format(name=call.name, step=seen[key])
+                if repeats >= 2:
+                    text = _ANSWER_NOW.format(name=call.name)
+                    answer_now = True
             else:
                 seen[key] = steps
             conversation.append(ChatMessage.tool_result(call, text))

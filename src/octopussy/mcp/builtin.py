@@ -6,6 +6,7 @@
       MCPServer "octopussy-builtin"
         read_file · write_file · edit_file · list_directory · search_files ──► Workspace
         execute_python ──────────────────────────────────────────────────────► Sandbox
+        generated tools (``generated_tools/``, loaded and watched) ──────────► Sandbox
 
 Every tool takes its input schema from its type hints (``Annotated`` + ``Field``) and
 answers with text written for a model to read, plus structured content for programs
@@ -16,6 +17,10 @@ sentence saying what to do instead, never as a protocol error: the model can cor
 File tools run on worker threads (the SDK runs sync tools there), so a large search never
 stalls the server; ``execute_python`` awaits the sandbox on the event loop.
 
+With ``generated_tools`` set, the tools the tool agent wrote are served too, and the
+directory is watched: a new, changed, disabled or removed tool takes effect live, and clients
+hear ``notifications/tools/list_changed`` (see ``octopussy.mcp.generated``).
+
 ``python -m octopussy.mcp.builtin --workspace DIR [--http HOST:PORT]`` serves it with the
 default limits (``octopussy mcp builtin`` is the configured front door).
 """
@@ -25,31 +30,45 @@ default limits (``octopussy mcp builtin`` is the configured front door).
 # (closures in ``build_builtin_server``), which string annotations could not see.
 
 import argparse
+import ast
 import codecs
 import contextlib
 import errno
+import json
 import logging
 import os
 import re
+import shlex
 import stat
 import sys
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import anyio
-from mcp.server import MCPServer
+from mcp.server import MCPServer, NotificationOptions
 from mcp.server.mcpserver.exceptions import ToolError as MCPToolError
+from mcp.server.subscriptions import InMemorySubscriptionBus
 from mcp_types import CallToolResult, TextContent, ToolAnnotations
 from pydantic import BaseModel, Field
 
 from octopussy import __version__
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
+from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
 from octopussy.mcp.workspace import Workspace
 
 SERVER_NAME = "octopussy-builtin"
+#: The built-in tools' names (a generated tool may not take one).
+BUILTIN_TOOLS = (
+    "read_file",
+    "write_file",
+    "edit_file",
+    "list_directory",
+    "search_files",
+    "execute_python",
+)
 #: Longest line read_file shows in full; longer ones are cut with a note.
 MAX_LINE_CHARS = 2000
 #: Entries list_directory shows at most.
@@ -412,14 +431,28 @@ class BuiltinTools:
             # fence in it is broken, so the fence goes and the result says so.
             content = fenced.group(1) + "\n"
             notes.append("removed the markdown code fence around the content")
+        if real.suffix.lower() == ".json" and not append:
+            _refuse_python_literal_as_json(content)
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
             st = os.fstat(fd)
             if not stat.S_ISREG(st.st_mode):
                 raise ToolError(f"{path!r} is not a regular file")
-            if append and st.st_size and content and os.pread(fd, 1, st.st_size - 1) != b"\n":
-                content = "\n" + content  # a new line, not glued to the last one
+            if append and st.st_size and content:
+                current = _resent_whole_file(fd, st.st_size, content)
+                if current is not None:
+                    # Small models resend the whole file plus the new line with append=true;
+                    # appending that would duplicate the file, so it becomes the content.
+                    os.ftruncate(fd, 0)
+                    notes.append(
+                        "content began with the file's whole current text, so it replaced "
+                        "the file instead of being appended (append=true takes only the "
+                        "new text)"
+                    )
+                    append = False
+                elif os.pread(fd, 1, st.st_size - 1) != b"\n":
+                    content = "\n" + content  # a new line, not glued to the last one
             data = content.encode("utf-8")
             view = memoryview(data)
             while view:
@@ -656,7 +689,16 @@ class BuiltinTools:
             skipped_binary=skipped_binary,
             skipped_large=skipped_large,
         )
-        return _result(self._search_text(data, pattern, text, base_rel, max_results), data)
+        out = self._search_text(data, pattern, text, base_rel, max_results)
+        if text is None and (regex or ignore_case):
+            # Measured on the embedded model: it sets regex/ignore_case, forgets text, and
+            # then takes the file list for a content search.
+            out += (
+                "\n[regex and ignore_case apply to text, which was not given: these are file "
+                "names only, their contents were not searched; pass text to find the files "
+                "that contain it]"
+            )
+        return _result(out, data)
 
     @staticmethod
     def _search_text(
@@ -709,14 +751,23 @@ class BuiltinTools:
         limit = self.sandbox.settings.timeout_seconds
         capped = timeout_seconds is not None and timeout_seconds > limit
         timeout = limit if timeout_seconds is None or capped else timeout_seconds
-        result = await self.sandbox.run_python(code, timeout_seconds=timeout)
-        command = _SHELL_PYTHON.match(code)
-        if command and result.exit_code != 0:
-            script = command.group(1)
-            result.notes.append(
-                f"code is Python source, not a shell command; to run {script}, call "
-                f"execute_python with code: import runpy; runpy.run_path({script!r})"
+        command = _shell_python_command(code)
+        if command is not None:
+            # "python fib.py" is not Python, and models send it anyway (then loop on the
+            # SyntaxError): it can only mean "run that script", so that is what runs.
+            script, args = command
+            code = (
+                f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
+                f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
+        result = await self.sandbox.run_python(code, timeout_seconds=timeout)
+        if command is not None:
+            result.notes.append(
+                f"the code was a shell command, so the script {command[0]} was run "
+                "(execute_python takes Python source)"
+            )
+        elif not result.ok:
+            result.notes.extend(_python_error_hints(code, result.stderr))
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
@@ -793,12 +844,75 @@ def _format_run(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
+def _refuse_python_literal_as_json(content: str) -> None:
+    """Raise when ``content`` is a Python literal that is not JSON (``['a', 'b']``).
+
+    That is a model's mistake, not a format the user wants; the error shows the JSON.
+    Anything else that fails to parse (JSON with comments, a template) is written as is.
+    """
+    try:
+        json.loads(content)
+        return
+    except ValueError as exc:
+        problem = str(exc)
+    try:
+        value = ast.literal_eval(content.strip())
+        as_json = json.dumps(value, ensure_ascii=False)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return
+    if len(as_json) > 300:
+        as_json = as_json[:300] + "…"
+    raise ToolError(
+        f"content is not valid JSON ({problem}): it is Python syntax; JSON needs double "
+        f"quotes, true/false/null. Write it as JSON, e.g. {as_json}"
+    )
+
+
+def _resent_whole_file(fd: int, size: int, content: str) -> str | None:
+    """The file's text when ``content`` starts with all of it (a small text file only)."""
+    if size > _RESEND_CHECK_BYTES or len(content.encode("utf-8")) < size:
+        return None
+    current = os.pread(fd, size, 0).decode("utf-8", errors="replace").rstrip("\n")
+    return current if current and content.startswith(current) else None
+
+
+_RESEND_CHECK_BYTES = 1 << 20
+
 # ---------------------------------------------------------------------- the server
 
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
-_SHELL_PYTHON = re.compile(r"\A\s*python3?\s+([\w./-]+\.py)\b")
+_SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+_MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
+
+
+def _python_error_hints(code: str, stderr: str) -> list[str]:
+    """Plain hints for the two mistakes small models make most with execute_python."""
+    hints: list[str] = []
+    if "SyntaxError" in stderr and "\n" not in code.strip():
+        hints.append(
+            "the code is a single line: put each statement on its own line (a newline "
+            "between them in the code string)"
+        )
+    for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
+        if name in sys.stdlib_module_names:
+            hints.append(f"{name} is a module: add 'import {name}' as the first line")
+    return hints
+
+
+def _shell_python_command(code: str) -> tuple[str, list[str]] | None:
+    """``("fib.py", ["10"])`` for code that is the shell command ``python fib.py 10``."""
+    match = _SHELL_PYTHON.match(code)
+    if match is None:
+        return None
+    try:
+        args = shlex.split(match.group(2))
+    except ValueError:
+        return None
+    return match.group(1), args
 
 
 def build_builtin_server(
@@ -807,17 +921,35 @@ def build_builtin_server(
     sandbox: SandboxSettings,
     mcp: MCPSettings,
     bwrap_path: str | Path | None = None,
+    generated_tools: Path | None = None,
 ) -> MCPServer:
     """The built-in tools server for ``workspace`` (which must exist).
 
     ``bwrap_path`` overrides where bubblewrap is looked for (default: ``bwrap`` on PATH);
     a path that does not exist runs code without isolation (or refuses, with
-    ``sandbox.require_isolation``).
+    ``sandbox.require_isolation``). ``generated_tools``: the directory of generated tools
+    to serve and watch (None: none).
     """
     ws = Workspace(workspace)
     if bwrap_path is None:
         bwrap_path = sandbox.bwrap_path
-    tools = BuiltinTools(ws, Sandbox(sandbox, ws.root, bwrap_path=bwrap_path), mcp)
+    shared_sandbox = Sandbox(sandbox, ws.root, bwrap_path=bwrap_path)
+    tools = BuiltinTools(ws, shared_sandbox, mcp)
+    toolset: GeneratedToolset | None = None
+    extra: dict[str, Any] = {}
+    if generated_tools is not None:
+        subscriptions = InMemorySubscriptionBus()
+        toolset = GeneratedToolset(
+            GeneratedToolStore(generated_tools),
+            shared_sandbox,
+            subscriptions=subscriptions,
+            reserved=BUILTIN_TOOLS,
+        )
+        extra = {
+            "subscriptions": subscriptions,
+            "middleware": [toolset.middleware],
+            "lifespan": toolset.lifespan,
+        }
     limits = (
         f"{sandbox.timeout_seconds:g} s wall clock, {sandbox.cpu_seconds} s CPU, "
         f"{sandbox.memory_mb} MB memory, {sandbox.max_processes} processes, "
@@ -834,6 +966,7 @@ def build_builtin_server(
             "them with list_directory and search_files, and run code with execute_python."
         ),
         log_level="WARNING",
+        **extra,
     )
     read_only = ToolAnnotations(read_only_hint=True, open_world_hint=False)
     writes = ToolAnnotations(destructive_hint=True, open_world_hint=False)
@@ -983,19 +1116,49 @@ def build_builtin_server(
         (execute_python, writes),
     ):
         server.add_tool(fn, description=descriptions[fn.__name__], annotations=annotations)
+    if toolset is not None:
+        toolset.attach(server)
+        toolset.sync(force=True)
+        _advertise_tool_changes(server)
     return server
+
+
+def _advertise_tool_changes(server: MCPServer) -> None:
+    """Say ``tools.listChanged: true`` to 2025-era clients too (2026-era ones derive it).
+
+    The SDK's transports all call ``create_initialization_options()`` without options,
+    which advertises no change notifications; this default makes them say so.
+    """
+    lowlevel = server._lowlevel_server
+    original = lowlevel.create_initialization_options
+
+    def with_tool_changes(
+        notification_options: NotificationOptions | None = None, *args: Any, **kwargs: Any
+    ) -> Any:
+        options = notification_options or NotificationOptions(tools_changed=True)
+        return original(options, *args, **kwargs)
+
+    lowlevel.create_initialization_options = with_tool_changes  # type: ignore[method-assign]
 
 
 # ---------------------------------------------------------------------- serving
 
 
-async def serve_stdio(*, workspace: Path, sandbox: SandboxSettings, mcp: MCPSettings) -> None:
+async def serve_stdio(
+    *,
+    workspace: Path,
+    sandbox: SandboxSettings,
+    mcp: MCPSettings,
+    generated_tools: Path | None = None,
+) -> None:
     """Serve over stdin/stdout until the client closes stdin.
 
     While serving, the SDK points fd 1 at stderr, so a stray ``print`` cannot corrupt the
     wire; logs go wherever logging was configured (stderr or a file, never stdout).
     """
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     await server.run_stdio_async()
 
 
@@ -1007,6 +1170,7 @@ async def serve_http(
     sandbox: SandboxSettings,
     mcp: MCPSettings,
     path: str = "/mcp",
+    generated_tools: Path | None = None,
 ) -> None:
     """Serve Streamable HTTP at ``http://host:port{path}`` until cancelled.
 
@@ -1014,7 +1178,9 @@ async def serve_http(
     """
     import uvicorn
 
-    server = build_builtin_server(workspace=workspace, sandbox=sandbox, mcp=mcp)
+    server = build_builtin_server(
+        workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
+    )
     app = server.streamable_http_app(streamable_http_path=path, host=host)
     config = uvicorn.Config(
         app,
@@ -1028,12 +1194,21 @@ async def serve_http(
 
 
 def main_stdio(
-    workspace: Path, sandbox_settings: SandboxSettings, mcp_settings: MCPSettings
+    workspace: Path,
+    sandbox_settings: SandboxSettings,
+    mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over stdio (for ``octopussy mcp builtin``)."""
 
     async def run() -> None:
-        await serve_stdio(workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings)
+        await serve_stdio(
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
+        )
 
     anyio.run(run)
 
@@ -1044,12 +1219,19 @@ def main_http(
     workspace: Path,
     sandbox_settings: SandboxSettings,
     mcp_settings: MCPSettings,
+    *,
+    generated_tools: Path | None = None,
 ) -> None:
     """Blocking: serve over Streamable HTTP (for ``octopussy mcp builtin --http``)."""
 
     async def run() -> None:
         await serve_http(
-            host, port, workspace=workspace, sandbox=sandbox_settings, mcp=mcp_settings
+            host,
+            port,
+            workspace=workspace,
+            sandbox=sandbox_settings,
+            mcp=mcp_settings,
+            generated_tools=generated_tools,
         )
 
     anyio.run(run)
@@ -1074,12 +1256,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--workspace", required=True, help="the directory tools may touch")
     parser.add_argument("--http", metavar="HOST:PORT", help="serve Streamable HTTP instead")
+    parser.add_argument(
+        "--generated-tools", metavar="DIR", help="also serve (and watch) the tools in DIR"
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     workspace = Path(args.workspace).expanduser()
     if not workspace.is_dir():
         print(f"error: workspace {workspace} is not a directory", file=sys.stderr)
         return 2
+    gen = Path(args.generated_tools).expanduser() if args.generated_tools else None
     try:
         if args.http:
             try:
@@ -1087,9 +1273,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             except ValueError as exc:
                 print(f"error: --http: {exc}", file=sys.stderr)
                 return 2
-            main_http(host, port, workspace, SandboxSettings(), MCPSettings())
+            main_http(host, port, workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
         else:
-            main_stdio(workspace, SandboxSettings(), MCPSettings())
+            main_stdio(workspace, SandboxSettings(), MCPSettings(), generated_tools=gen)
     except KeyboardInterrupt:
         return 130
     return 0

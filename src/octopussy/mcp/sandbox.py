@@ -452,11 +452,19 @@ class Sandbox:
     # ------------------------------------------------------------------ running code
 
     async def run_python(
-        self, code: str, *, stdin: str | None = None, timeout_seconds: float | None = None
+        self,
+        code: str,
+        *,
+        stdin: str | None = None,
+        timeout_seconds: float | None = None,
+        network: bool = False,
     ) -> SandboxResult:
         """Run ``code`` as a script with the workspace as cwd; never raises for what the
         code does (errors, limits, timeouts are in the result). ``ToolError`` only when
-        isolation is required and unavailable."""
+        isolation is required and unavailable.
+
+        ``network=True`` shares the host's network (a generated tool the user allowed to
+        use it); everything else stays isolated."""
         timeout = timeout_seconds if timeout_seconds is not None else self.settings.timeout_seconds
         variant = await self._pick_variant()
         if variant is None and self.settings.require_isolation:
@@ -466,7 +474,9 @@ class Sandbox:
                 "sandbox.require_isolation: false",
             )
         async with self._slots:
-            result = await self._run_in_dir(code, variant, stdin=stdin, timeout=timeout)
+            result = await self._run_in_dir(
+                code, variant, stdin=stdin, timeout=timeout, network=network
+            )
         if not result.isolated:
             result.notes.insert(
                 0,
@@ -476,12 +486,20 @@ class Sandbox:
         return result
 
     async def _run_in_dir(
-        self, code: str, variant: _Variant | None, *, stdin: str | None, timeout: float
+        self,
+        code: str,
+        variant: _Variant | None,
+        *,
+        stdin: str | None,
+        timeout: float,
+        network: bool = False,
     ) -> SandboxResult:
         with tempfile.TemporaryDirectory(prefix="octopussy-run-") as tmp:
             run_dir = Path(tmp)
-            self._write_run_dir(run_dir, code)
-            result = await self._run(run_dir, variant, stdin=stdin, timeout=timeout)
+            self._write_run_dir(run_dir, code, network=network)
+            result = await self._run(
+                run_dir, variant, stdin=stdin, timeout=timeout, network=network
+            )
             if result is None:
                 # bwrap itself failed to set up (e.g. user namespaces went away): remember,
                 # then run unisolated or refuse, as for a missing bwrap.
@@ -503,7 +521,13 @@ class Sandbox:
             return self._variant
 
     async def _run(
-        self, run_dir: Path, variant: _Variant | None, *, stdin: str | None, timeout: float
+        self,
+        run_dir: Path,
+        variant: _Variant | None,
+        *,
+        stdin: str | None,
+        timeout: float,
+        network: bool = False,
     ) -> SandboxResult | None:
         settings = self.settings
         as_root = os.geteuid() == 0
@@ -535,7 +559,7 @@ class Sandbox:
             assert variant is not None
             bwrap = self._bwrap()
             assert bwrap is not None
-            target = [bwrap, *self._bwrap_args(variant, run_dir), "--", *inner]
+            target = [bwrap, *self._bwrap_args(variant, run_dir, network=network), "--", *inner]
         else:
             target = inner
         outer_cfg = {
@@ -721,7 +745,7 @@ class Sandbox:
             "PYTHONPATH": str(self.workspace),
         }
 
-    def _write_run_dir(self, run_dir: Path, code: str) -> None:
+    def _write_run_dir(self, run_dir: Path, code: str, *, network: bool = False) -> None:
         (run_dir / "launcher.py").write_text(_LAUNCHER, encoding="utf-8")
         (run_dir / "main.py").write_text(code, encoding="utf-8")
         uid = SANDBOX_UID
@@ -736,17 +760,20 @@ class Sandbox:
         (run_dir / "hosts").write_text(
             "127.0.0.1 localhost sandbox\n::1 localhost\n", encoding="utf-8"
         )
+        hosts = "files dns" if network else "files"
         (run_dir / "nsswitch.conf").write_text(
-            "passwd: files\ngroup: files\nhosts: files\n", encoding="utf-8"
+            f"passwd: files\ngroup: files\nhosts: {hosts}\n", encoding="utf-8"
         )
         # Read and executable for the sandbox user, whatever uid it maps to.
         for path in (run_dir, *run_dir.iterdir()):
             path.chmod(0o755 if path.is_dir() else 0o644)
 
-    def _bwrap_args(self, variant: _Variant, run_dir: Path) -> list[str]:
+    def _bwrap_args(self, variant: _Variant, run_dir: Path, *, network: bool = False) -> list[str]:
         s = self.settings
         tmp_bytes = str(s.tmp_size_mb * 1024 * 1024)
         args = ["--unshare-all", "--die-with-parent", "--new-session", "--hostname", "sandbox"]
+        if network:
+            args += ["--share-net"]
         if variant.userns:
             uid = str(SANDBOX_UID)
             args += ["--unshare-user", "--uid", uid, "--gid", uid]
@@ -763,7 +790,10 @@ class Sandbox:
                 args += ["--ro-bind", str(path), str(path)]
         # A minimal /etc: the dynamic loader's cache, time zone and alternatives links from
         # the host; users, groups, hosts and name service config written by us.
-        for etc in ("ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"):
+        host_etc = ["ld.so.cache", "ld.so.conf", "ld.so.conf.d", "localtime", "alternatives"]
+        if network:
+            host_etc += ["resolv.conf", "ssl", "ca-certificates", "gai.conf"]
+        for etc in host_etc:
             args += ["--ro-bind-try", f"/etc/{etc}", f"/etc/{etc}"]
         for etc in ("passwd", "group", "hosts", "nsswitch.conf"):
             args += ["--ro-bind", str(run_dir / etc), f"/etc/{etc}"]

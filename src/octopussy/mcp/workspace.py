@@ -174,7 +174,7 @@ class Workspace:
     def _not_found(self, text: str) -> str:
         return (
             f"{text!r} does not exist in the workspace {self.root}; use list_directory or "
-            "search_files to find the right path"
+            "search_files to find the right path, or write_file to create it"
         )
 
     def _os_error(self, text: str, exc: OSError) -> str:

@@ -21,6 +21,11 @@ from octopussy.llm.base import ChatMessage, Model, ModelSettings
 log = logging.getLogger("octopussy.optimizer")
 
 _FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
+# The worker does the work: a rewrite that hands it back to the user ("Tell the user to
+# open config.json in a text editor ...", measured on the embedded model) loses the task.
+_DELEGATES = re.compile(
+    r"\b(?:tell|ask|instruct|advise)\s+the\s+user\s+to\b|\btext\s+editor\b|\bmanually\b", re.I
+)
 MAX_WORDS = 200
 
 
@@ -67,4 +72,6 @@ class PromptOptimizer:
         invented = [name for name in _FILE_NAME.findall(candidate) if name not in original]
         if invented:
             return f"added {', '.join(invented)}"
+        if _DELEGATES.search(candidate) and not _DELEGATES.search(original):
+            return "hands the work back to the user"
         return None
