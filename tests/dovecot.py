@@ -1,6 +1,7 @@
 """A real Dovecot IMAP server in a temp dir, on free loopback ports (tests and benchmarks).
 
-    DovecotServer(tmp).start() ──► dovecot -F -c tmp/dovecot.conf   (own process group)
+    running_dovecot() / DovecotServer(dir).start() ──► dovecot -F -c dir/dovecot.conf
+                                                       (own process group)
         plain port  (IMAP, STARTTLS offered)     imaps port (implicit TLS, self-signed cert)
         user "alice" / password "secret", maildir under tmp/mail/alice
     .append(raw)   seed mail with IMAP APPEND (stdlib imaplib, a separate connection)
@@ -22,6 +23,7 @@ import signal
 import socket
 import ssl
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -250,24 +252,36 @@ service imap-login {{
         return ssl.create_default_context(cafile=str(self.cert))
 
 
-def _server(tmp_path: Path, *, idle: bool) -> Iterator[DovecotServer]:
+@contextlib.contextmanager
+def running_dovecot(*, idle: bool = True) -> Iterator[DovecotServer]:
+    """A started server in its own temp dir, stopped and removed afterwards.
+
+    Not under pytest's ``tmp_path``: every pytest session that starts as root (anyone's,
+    on a shared machine) resets ``/tmp/pytest-of-root`` to mode 0700, which locks Dovecot's
+    unprivileged processes (auth as ``dovecot``, imap as ``nobody``) out in mid-test.
+    """
     if dovecot_binary() is None:
         pytest.skip("dovecot is not installed (scripts/test-deps installs dovecot-imapd)")
-    server = DovecotServer(tmp_path / ("dovecot" if idle else "dovecot-noidle"), idle=idle)
-    server.start()
+    root = Path(tempfile.mkdtemp(prefix="octopussy-dovecot-"))
+    root.chmod(0o755)
+    server = DovecotServer(root / "server", idle=idle)
     try:
+        server.start()
         yield server
     finally:
         server.stop()
+        shutil.rmtree(root, ignore_errors=True)
 
 
 @pytest.fixture
-def dovecot(tmp_path: Path) -> Iterator[DovecotServer]:
+def dovecot() -> Iterator[DovecotServer]:
     """A running Dovecot with IDLE (import this fixture into a conftest)."""
-    yield from _server(tmp_path, idle=True)
+    with running_dovecot(idle=True) as server:
+        yield server
 
 
 @pytest.fixture
-def dovecot_noidle(tmp_path: Path) -> Iterator[DovecotServer]:
+def dovecot_noidle() -> Iterator[DovecotServer]:
     """A running Dovecot that does not advertise IDLE."""
-    yield from _server(tmp_path, idle=False)
+    with running_dovecot(idle=False) as server:
+        yield server

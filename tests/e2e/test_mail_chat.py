@@ -9,12 +9,13 @@ import io
 import os
 import re
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pexpect
 import pytest
 
-from dovecot import PASSWORD, USER, DovecotServer, dovecot_binary
+from dovecot import PASSWORD, USER, DovecotServer, running_dovecot
 
 pytestmark = pytest.mark.integration
 
@@ -28,10 +29,13 @@ def see(child: pexpect.spawn, text: str) -> None:
     child.expect(re.compile(_GAP.join(words).replace(r"\ ", _GAP)))
 
 
-def test_matching_mail_appears_above_the_prompt(tmp_path: Path) -> None:
-    if dovecot_binary() is None:
-        pytest.skip("dovecot is not installed (scripts/test-deps installs dovecot-imapd)")
-    server = DovecotServer(tmp_path / "dovecot").start()
+@pytest.fixture
+def server() -> Iterator[DovecotServer]:
+    with running_dovecot() as running:
+        yield running
+
+
+def test_matching_mail_appears_above_the_prompt(tmp_path: Path, server: DovecotServer) -> None:
     config = tmp_path / "config.yaml"
     config.write_text(
         "llm:\n  provider: scripted\n"
@@ -95,4 +99,3 @@ def test_matching_mail_appears_above_the_prompt(tmp_path: Path) -> None:
     finally:
         if child.isalive():
             child.terminate(force=True)
-        server.stop()
