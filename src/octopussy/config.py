@@ -15,6 +15,7 @@ the global one for that agent (provider, model, base_url, api_key, ...).
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import os
 import re
 from collections.abc import Mapping
@@ -29,7 +30,9 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    FilePath,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -126,33 +129,157 @@ class CoordinatorSettings(_Section):
     )
 
 
+MailTLS = Literal["imaps", "starttls", "plain"]
+_MAIL_ACCOUNT_KEYS = (
+    "imap_host",
+    "imap_port",
+    "imap_user",
+    "imap_password",
+    "keyring_service",
+    "tls",
+    "tls_ca_file",
+    "mailboxes",
+    "idle",
+)
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for ``localhost`` and loopback addresses (where plain IMAP is allowed)."""
+    if host.lower() in ("localhost", "localhost.localdomain", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
 class MailFilter(_Section):
+    """One rule: ``pattern`` (a regular expression) searched in ``field`` of each mail."""
+
+    name: str | None = Field(default=None, description="Shown in errors and notifications.")
     field: Literal["sender", "subject", "body", "to", "any"] = "any"
     pattern: str
     ignore_case: bool = True
 
     @field_validator("pattern")
     @classmethod
-    def _valid_regex(cls, value: str) -> str:
+    def _valid_regex(cls, value: str, info: ValidationInfo) -> str:
         try:
             re.compile(value)
         except re.error as exc:
-            raise ValueError(f"invalid regular expression {value!r}: {exc}") from exc
+            name = info.data.get("name")
+            which = f"filter {name!r}: " if name else ""
+            raise ValueError(f"{which}invalid regular expression {value!r}: {exc}") from exc
         return value
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.field}~/{self.pattern}/"
+
+
+class MailAccount(_Section):
+    """One IMAP account; each mailbox of it gets its own monitor (one connection each)."""
+
+    name: str | None = Field(default=None, description="Default: user@host.")
+    imap_host: str = Field(min_length=1)
+    imap_port: int | None = Field(default=None, ge=1, le=65535, description="993 / 143.")
+    imap_user: str = Field(min_length=1)
+    imap_password: str | None = Field(
+        default=None,
+        description="${ENV_VAR}, keyring:SERVICE, or unset: the keyring (keyring_service).",
+    )
+    keyring_service: str = "octopussy"
+    tls: MailTLS = "imaps"
+    tls_ca_file: FilePath | None = Field(default=None, description="Trust this CA (self-signed).")
+    mailboxes: list[str] = Field(default=["INBOX"], min_length=1)
+    idle: bool = Field(default=True, description="Use IMAP IDLE when the server offers it.")
+    filters: list[MailFilter] | None = Field(default=None, description="Default: the agent's.")
+    match: Literal["any", "all"] | None = None
+
+    @model_validator(mode="after")
+    def _plain_only_on_loopback(self) -> MailAccount:
+        if self.tls == "plain" and not is_loopback_host(self.imap_host):
+            raise ValueError(
+                f"tls: plain sends the password unencrypted; it is allowed only for a "
+                f"loopback host, not {self.imap_host!r} (use tls: imaps or starttls)"
+            )
+        return self
+
+    @property
+    def label(self) -> str:
+        return self.name or f"{self.imap_user}@{self.imap_host}"
+
+    @property
+    def port(self) -> int:
+        return self.imap_port or (993 if self.tls == "imaps" else 143)
 
 
 class MailAgentSettings(_Section):
+    """The seed's single-account keys (still accepted) plus ``accounts:`` for several."""
+
     enabled: bool = True
     poll_interval_seconds: float = Field(default=60, gt=0)
     imap_host: str | None = None
     imap_port: int | None = Field(default=None, ge=1, le=65535)
     imap_user: str | None = None
     imap_password: str | None = None
-    tls: Literal["imaps", "starttls", "plain"] = "imaps"
-    mailboxes: list[str] = ["INBOX"]
+    keyring_service: str = "octopussy"
+    tls: MailTLS = "imaps"
+    tls_ca_file: FilePath | None = None
+    mailboxes: list[str] = Field(default=["INBOX"], min_length=1)
+    idle: bool = True
     match: Literal["any", "all"] = "any"
     filters: list[MailFilter] = []
+    accounts: list[MailAccount] = []
+    summarize: bool = Field(default=True, description="Off: the first lines, no LLM call.")
+    idle_renew_seconds: float = Field(
+        default=1500, gt=0, le=1740, description="Re-issue IDLE before the server's 30 min."
+    )
+    command_timeout_seconds: float = Field(default=60, gt=0)
+    retry_initial_seconds: float = Field(default=2, gt=0)
+    retry_max_seconds: float = Field(default=300, gt=0)
+    fetch_batch: int = Field(default=50, ge=1, le=1000, description="Messages per FETCH.")
+    max_fetch_bytes: int = Field(
+        default=2_000_000, ge=10_000, description="Bytes of one message read (the rest skipped)."
+    )
+    max_batch_bytes: int = Field(
+        default=8_000_000, ge=10_000, description="Bytes held by one FETCH of several messages."
+    )
+    max_summary_chars: int = Field(
+        default=4000, ge=200, description="Characters of the text given to the LLM."
+    )
+    remember_days: float = Field(default=90, gt=0, description="Processed keys kept this long.")
     llm: LLMOverride | None = None
+
+    @model_validator(mode="after")
+    def _single_account_form(self) -> MailAgentSettings:
+        if self.imap_host is not None and self.imap_user is None:
+            raise ValueError("imap_host is set but imap_user is missing (add imap_user: NAME)")
+        if self.imap_user is not None and self.imap_host is None:
+            raise ValueError("imap_user is set but imap_host is missing (add imap_host: HOST)")
+        try:
+            accounts = self.all_accounts()
+        except ValidationError as exc:  # the seed-style keys, checked as one account
+            error = exc.errors()[0]
+            raise ValueError(str(error["msg"]).removeprefix("Value error, ")) from None
+        names = [account.label for account in accounts]
+        doubles = sorted({name for name in names if names.count(name) > 1})
+        if doubles:
+            raise ValueError(f"two accounts are named {doubles[0]!r} (give each a name:)")
+        return self
+
+    def all_accounts(self) -> list[MailAccount]:
+        """The seed-style account (from the top-level keys, when given) and ``accounts``."""
+        accounts = list(self.accounts)
+        if self.imap_host is not None and self.imap_user is not None:
+            keys = {key: getattr(self, key) for key in _MAIL_ACCOUNT_KEYS}
+            accounts.insert(0, MailAccount(**keys))
+        return accounts
+
+    def filters_for(self, account: MailAccount) -> tuple[list[MailFilter], str]:
+        """The filters and match mode an account uses (its own, else the agent's)."""
+        filters = self.filters if account.filters is None else account.filters
+        return filters, account.match or self.match
 
 
 CalendarBackendName = Literal["local", "caldav", "google"]
@@ -655,7 +782,13 @@ def _plain_secret_paths(tree: Any, path: str = "") -> list[str]:
     if isinstance(tree, dict):
         for k, v in tree.items():
             sub = f"{path}.{k}" if path else str(k)
-            if k in _SECRET_KEYS and isinstance(v, str) and v and "${" not in v:
+            if (
+                k in _SECRET_KEYS
+                and isinstance(v, str)
+                and v
+                and "${" not in v
+                and not v.startswith("keyring:")  # a reference to the keyring, not a secret
+            ):
                 found.append(sub)
             found.extend(_plain_secret_paths(v, sub))
     elif isinstance(tree, list):

@@ -1,7 +1,7 @@
 """``octopussy doctor``: what is configured and reachable, each with OK or a one-line fix.
 
     config ─ data dir ─ model endpoint(s) ─ embedded model ─ long-term memory ─ sandbox
-           ─ MCP servers ─ calendars ─ secrets
+           ─ MCP servers ─ mail accounts (one login each) ─ calendars ─ secrets
 
 Checks are quick and side-effect free: no model is loaded, no tool is run outside the
 sandbox probe, endpoints get one short request. Exit code 0 when nothing FAILs.
@@ -261,6 +261,52 @@ async def check_mcp_servers(loaded: LoadedConfig) -> list[Check]:
     return checks
 
 
+async def check_mail(loaded: LoadedConfig, *, timeout: float = 8.0) -> list[Check]:
+    """Each mail account: where its password comes from, and one login (then LOGOUT)."""
+    settings = loaded.config.mail_agent
+    if settings is None or not settings.enabled:
+        return []
+    from octopussy.mail.credentials import password_source, resolve_password
+    from octopussy.mail.imap import ImapClient, ssl_context_for
+
+    checks: list[Check] = []
+    for account in settings.all_accounts():
+        name = f"mail {account.label}"
+        source = password_source(account)
+        try:
+            password = await resolve_password(account)
+        except OctopussyError as exc:
+            checks.append(Check("FAIL", name, exc.message, exc.hint))
+            continue
+        client = ImapClient(
+            account.imap_host,
+            account.port,
+            tls=account.tls,
+            ssl_context=ssl_context_for(account.tls_ca_file) if account.tls != "plain" else None,
+            timeout=timeout,
+        )
+        try:
+            await client.connect()
+            await client.login(account.imap_user, password)
+            for mailbox in account.mailboxes:
+                await client.examine(mailbox)
+            push = "IDLE" if "IDLE" in client.capabilities and account.idle else "polling"
+        except OctopussyError as exc:
+            checks.append(Check("FAIL", name, exc.message, exc.hint or "see README, Mail"))
+            continue
+        finally:
+            await client.aclose()
+        checks.append(
+            Check(
+                "OK",
+                name,
+                f"{account.imap_host}:{account.port} ({account.tls}), "
+                f"{len(account.mailboxes)} mailbox(es), {push}, password from {source}",
+            )
+        )
+    return checks
+
+
 async def check_calendars(loaded: LoadedConfig) -> list[Check]:
     """Read each configured calendar once (one day ahead), as the calendar agent would."""
     settings = loaded.config.calendar_agent
@@ -331,6 +377,7 @@ async def run_doctor(loaded: LoadedConfig, *, write: Callable[[str], None] = pri
     checks.append(await check_sandbox(loaded))
     checks.append(check_generated_tools(loaded))
     checks.extend(await check_mcp_servers(loaded))
+    checks.extend(await check_mail(loaded))
     checks.extend(await check_calendars(loaded))
     for key in loaded.plain_secrets:
         checks.append(

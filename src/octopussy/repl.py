@@ -340,6 +340,20 @@ async def _events(session: ChatSession, rest: str) -> None:
         _print("nothing yet")
 
 
+@command("/mail", "recent mail that matched the filters: /mail [N]")
+async def _mail(session: ChatSession, rest: str) -> None:
+    from octopussy.agents.mail import MAIL_EVENT, format_mail_list
+
+    limit = int(rest) if rest.strip().isdigit() else 10
+    events = await session.runtime.store.events(kind=MAIL_EVENT, limit=100_000)
+    lines = format_mail_list(events[-limit:])
+    if not lines:
+        configured = session.runtime.config.mail_agent is not None
+        _print("no mail yet" if configured else "no mail yet; configure mail_agent: (README)")
+    for line in lines:
+        _print(line)
+
+
 @command("/agenda", "upcoming calendar events: /agenda [DAYS]")
 async def _agenda(session: ChatSession, rest: str) -> None:
     calendar = session.runtime.calendar

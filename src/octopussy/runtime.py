@@ -127,6 +127,32 @@ class Runtime:
             self._add_tool_agent()
         #: The calendar agent (None unless ``calendar_agent`` is configured and enabled).
         self.calendar: CalendarAgent | None = self._add_calendar_agent()
+        self._add_mail_agent()
+
+    # -- mail agent (issue 5) ---------------------------------------------------------------
+    def _add_mail_agent(self) -> None:
+        """One mail agent watching every configured account (IMAP), when enabled.
+
+        Not in one-shot runs (``background_agents=False``): it would never start, and its
+        model (``mail_agent.llm``) would be loaded for nothing.
+        """
+        settings = self.config.mail_agent
+        if not self.background_agents or settings is None or not settings.enabled:
+            return
+        if not settings.all_accounts():
+            return
+        from octopussy.agents.mail import MailAgent
+
+        model = self.model_for("mail_agent") if settings.summarize else None
+        self.add_agent(
+            MailAgent(
+                settings,
+                bus=self.bus,
+                store=self.store,
+                model=model,
+                lock_path=self.paths.home / "mail.lock",
+            )
+        )
 
     # -- calendar agent -------------------------------------------------------------------
     def _add_calendar_agent(self) -> CalendarAgent | None:

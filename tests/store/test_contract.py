@@ -429,6 +429,26 @@ async def test_mark_seen_defaults_to_now(store: Store) -> None:
     assert await store.prune_seen("mail", older_than=time.time() + 60) == 1
 
 
+# small state ------------------------------------------------------------------------
+
+
+async def test_state_is_none_until_set_then_replaced(store: Store) -> None:
+    assert await store.get_state("mail", "acct|INBOX") is None
+    await store.set_state("mail", "acct|INBOX", {"uidvalidity": 7, "last_uid": 3})
+    assert await store.get_state("mail", "acct|INBOX") == {"uidvalidity": 7, "last_uid": 3}
+    await store.set_state("mail", "acct|INBOX", {"uidvalidity": 8, "last_uid": 0})
+    assert await store.get_state("mail", "acct|INBOX") == {"uidvalidity": 8, "last_uid": 0}
+    # Namespaces and keys are separate.
+    assert await store.get_state("calendar", "acct|INBOX") is None
+    assert await store.get_state("mail", "acct|Work") is None
+
+
+async def test_state_nested_values_round_trip(store: Store) -> None:
+    value = {"list": [1, "two", None], "nested": {"ünï": 1.5}, "flag": True}
+    await store.set_state("x", "k", value)
+    assert await store.get_state("x", "k") == value
+
+
 # schedules --------------------------------------------------------------------------
 
 
@@ -547,6 +567,7 @@ async def test_everything_survives_close_and_reopen(store_factory: StoreFactory)
     event_id = await first.add_event("notification", {"text": "hi"})
     await first.mark_seen("mail", "m1")
     await first.add_schedule(schedule("s1"))
+    await first.set_state("mail", "box", {"last_uid": 5})
     await first.close()
 
     second = store_factory()
@@ -560,6 +581,7 @@ async def test_everything_survives_close_and_reopen(store_factory: StoreFactory)
     assert await second.add_event("notification", {}) > event_id
     assert not await second.mark_seen("mail", "m1")
     assert [s.id for s in await second.list_schedules(active_only=True)] == ["s1"]
+    assert await second.get_state("mail", "box") == {"last_uid": 5}
     with pytest.raises(ValueError, match="t1"):
         await second.add_task(task("t1"))
 

@@ -6,6 +6,7 @@
     events     everything shown to the user (notifications, results), append-only
     seen keys  dedup keys per namespace (processed mail, notified events), prunable
     schedules  recurring tasks: spec, next/last run, run count; claimed atomically per run
+    state      small JSON values per namespace and key (a mailbox's UIDVALIDITY and last UID)
 
 Every backend passes the same contract suite (tests/store). Records are plain dataclasses;
 ``data``/``payload`` fields are JSON-compatible dicts.
@@ -208,4 +209,13 @@ class Store(Protocol):
         ``next_run``, ``last_run = now``, ``runs + 1`` and return the new record. None if
         it is unknown, inactive or its ``next_run`` is no longer ``due`` (another scheduler
         claimed this run). Atomic: of two concurrent claims of one run exactly one wins."""
+        ...
+
+    # small state -------------------------------------------------------------
+    async def get_state(self, namespace: str, key: str) -> dict[str, Any] | None:
+        """The value last written by ``set_state``; None if there is none."""
+        ...
+
+    async def set_state(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        """Replace the value of ``key`` (a JSON-compatible dict); durable when it returns."""
         ...

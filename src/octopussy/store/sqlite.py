@@ -100,6 +100,15 @@ _MIGRATIONS: Final[tuple[tuple[str, ...], ...]] = (
         )""",
         "CREATE INDEX schedules_due ON schedules (active, next_run)",
     ),
+    (
+        """CREATE TABLE state (
+            namespace  TEXT NOT NULL,
+            key        TEXT NOT NULL,
+            value      TEXT NOT NULL,
+            updated_at REAL NOT NULL,
+            PRIMARY KEY (namespace, key)
+        ) WITHOUT ROWID""",
+    ),
 )
 
 #: The schema version this code writes (``PRAGMA user_version`` after ``open()``).
@@ -672,6 +681,35 @@ class SqliteStore:
             return cursor.rowcount
 
         return await self._run(job)
+
+    # small state ----------------------------------------------------------------
+
+    async def get_state(self, namespace: str, key: str) -> dict[str, Any] | None:
+        def job() -> dict[str, Any] | None:
+            row = (
+                self._db()
+                .execute(
+                    "SELECT value FROM state WHERE namespace = ? AND key = ?", (namespace, key)
+                )
+                .fetchone()
+            )
+            return None if row is None else dict(json.loads(row["value"]))
+
+        return await self._run(job)
+
+    async def set_state(self, namespace: str, key: str, value: Mapping[str, Any]) -> None:
+        """One upsert: a concurrent reader sees the old value or the new one, never a mix."""
+        text, now = _dumps(value), time.time()
+
+        def job() -> None:
+            self._db().execute(
+                "INSERT INTO state (namespace, key, value, updated_at) VALUES (?, ?, ?, ?)"
+                " ON CONFLICT (namespace, key) DO UPDATE"
+                " SET value = excluded.value, updated_at = excluded.updated_at",
+                (namespace, key, text, now),
+            )
+
+        await self._run(job)
 
     # schedules ------------------------------------------------------------------
 

@@ -1,0 +1,5 @@
+"""Real Dovecot fixtures for the mail agent tests (defined in tests/dovecot.py)."""
+
+from dovecot import dovecot, dovecot_noidle
+
+__all__ = ["dovecot", "dovecot_noidle"]
