@@ -514,8 +514,12 @@ async def test_execute_python_given_a_shell_command_runs_the_script(
 async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
     one_line = await ok(client, "execute_python", code="x = 1 print(x)")
     assert "the code is a single line: put each statement on its own line" in text(one_line)
-    missing = await ok(client, "execute_python", code="print(csv.__name__)")
-    assert "csv is a module: add 'import csv' as the first line" in text(missing)
+    missing = await ok(client, "execute_python", code="print(csv.__name__, math.pi > 3)")
+    assert data(missing)["stdout"] == "csv True\n"
+    assert "added 'import csv, math' as line 1" in text(missing)
+    shadowed = await ok(client, "execute_python", code="json = {'a': 1}\nprint(json.get('a'))")
+    assert data(shadowed)["stdout"] == "1\n"
+    assert "added 'import" not in text(shadowed)
     other = await ok(client, "execute_python", code="print(undefined_thing)")
     assert "is a module" not in text(other)
 

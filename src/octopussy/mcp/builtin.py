@@ -772,6 +772,12 @@ class BuiltinTools:
                 f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
                 f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
+        missing = [] if command is not None else _unimported_modules(code)
+        if missing:
+            # "csv.DictReader(...)" without "import csv" can only fail with a NameError, and
+            # the embedded model does not recover from that (it edits the data file instead);
+            # the import it forgot is added on the first line, and the result says so.
+            code = f"import {', '.join(missing)}\n{code}"
         result = await self.sandbox.run_python(code, timeout_seconds=timeout)
         if command is not None:
             result.notes.append(
@@ -780,6 +786,12 @@ class BuiltinTools:
             )
         elif not result.ok:
             result.notes.extend(_python_error_hints(code, result.stderr))
+        if missing:
+            names = ", ".join(missing)
+            result.notes.append(
+                f"added 'import {names}' as line 1: the code uses {names} without importing "
+                "it (line numbers above are one higher than in your code)"
+            )
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
@@ -897,6 +909,38 @@ _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
 _BARE_WORD = re.compile(r"[^\W\d][\w-]{1,63}")
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+def _unimported_modules(code: str) -> list[str]:
+    """Standard-library modules ``code`` uses as ``name.attr`` but never imports or binds."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return []
+    used: dict[str, None] = {}
+    bound: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name):
+            if isinstance(node.value.ctx, ast.Load):
+                used[node.value.id] = None
+        elif isinstance(node, ast.Name) and not isinstance(node.ctx, ast.Load):
+            bound.add(node.id)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((alias.asname or alias.name).split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+        elif isinstance(node, ast.ExceptHandler) and node.name:
+            bound.add(node.name)
+    return [
+        name
+        for name in used
+        if name in sys.stdlib_module_names
+        and name not in bound
+        and not name.startswith("_")
+        and name not in ("this", "antigravity")
+    ]
 
 
 _MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
