@@ -153,7 +153,7 @@ CASES = [
     Case(
         "list-files",
         "Which .txt files are in the workspace?",
-        lambda a, w: _has(a, "notes.txt", "essay.txt"),
+        lambda a, w: _has(a, "notes.txt", "essay.txt") and "data.csv" not in a.lower(),
         {"notes.txt": NOTES, "essay.txt": ESSAY, "data.csv": SALES},
     ),
     Case(
