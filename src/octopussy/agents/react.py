@@ -13,6 +13,9 @@ Who is at fault decides what happens to an error:
 - The *model* misused a tool (unknown name, missing arguments, the tool answered
   ``is_error``, ``ToolError``) or produced garbage (``ModelBehaviorError``, an empty reply):
   the problem goes back to the model as text and the loop goes on. It never raises.
+- The model *loops* (a call with the same arguments and the same result as before): the
+  first repeat is answered with "you have that already"; the second takes the tools away
+  for one step so the model has to answer from what it has.
 - *Our* code failed (any other exception) or a backend is down (``BackendUnavailable``
   from the model): it is raised to the caller. Cancellation always propagates.
 
