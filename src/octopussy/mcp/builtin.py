@@ -1120,7 +1120,10 @@ def build_builtin_server(
         ] = "**/*",
         text: Annotated[
             str | None,
-            Field(description="Only files containing this text; each matching line is shown."),
+            Field(
+                description="Only files containing this text (a word or phrase); each "
+                "matching line is shown."
+            ),
         ] = None,
         path: Annotated[str, Field(description=f"Directory to search. {_PATH_HELP}")] = ".",
         regex: Annotated[bool, Field(description="Treat text as a Python regex.")] = False,
@@ -1133,8 +1136,9 @@ def build_builtin_server(
             return tools.search_files(pattern, text, path, regex, ignore_case, max_results)
 
     descriptions["search_files"] = (
-        "Find files by glob pattern and, optionally, the lines containing some text "
-        "(path:line: text). Binary files and files over "
+        "Find files by name (a glob pattern such as '*.txt') and/or by content: with text, "
+        "only the files containing it, each matching line shown as path:line: text (to "
+        "find which file mentions a word, set text to the word). Binary files and files over "
         f"{_human_size(MAX_SEARCH_FILE_BYTES)} are skipped, and so are "
         ".git, node_modules, .venv and cache directories."
     )
