@@ -520,6 +520,8 @@ async def test_execute_python_hints_at_one_line_code_and_missing_imports(client:
     shadowed = await ok(client, "execute_python", code="json = {'a': 1}\nprint(json.get('a'))")
     assert data(shadowed)["stdout"] == "1\n"
     assert "added 'import" not in text(shadowed)
+    key = await ok(client, "execute_python", code="row = {'revenue': 1}\nprint(row['Revenue'])")
+    assert "there is no key 'Revenue': keys are case-sensitive" in text(key)
     other = await ok(client, "execute_python", code="print(undefined_thing)")
     assert "is a module" not in text(other)
 

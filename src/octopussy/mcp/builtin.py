@@ -943,6 +943,7 @@ def _unimported_modules(code: str) -> list[str]:
     ]
 
 
+_MISSING_KEY = re.compile(r"^KeyError: ('[^'\n]{1,80}'|\"[^\"\n]{1,80}\")$", re.M)
 _MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
 
 
@@ -953,6 +954,12 @@ def _python_error_hints(code: str, stderr: str) -> list[str]:
         hints.append(
             "the code is a single line: put each statement on its own line (a newline "
             "between them in the code string)"
+        )
+    key = _MISSING_KEY.search(stderr)
+    if key:
+        hints.append(
+            f"there is no key {key.group(1)}: keys are case-sensitive; use the exact names "
+            "(for a CSV file, the names in its first line)"
         )
     for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
         if name in sys.stdlib_module_names:
