@@ -312,8 +312,10 @@ async def test_a_task_result_enters_the_conversation() -> None:
         ("How many lines has notes.txt?", True),
         ("use Python to add 2 and 2", True),
         ("list the files in the workspace", True),
+        ("I need a tool that converts Celsius to Fahrenheit", True),
         ("hello!", False),
         ("What is the capital of Italy?", False),
+        ("which tools do you have?", False),
     ],
 )
 async def test_messages_about_files_or_code_prefer_tools(text: str, prefer: bool) -> None:

@@ -74,7 +74,10 @@ _QUOTED = re.compile(r"(?<!\w)([\"'`])[^\"'`\n]{1,80}?\1(?!\w)")
 #: decides; this only undoes a small model's habit of answering file questions itself.
 _WORK_HINT = re.compile(
     r"[\w/-]*\.[A-Za-z][A-Za-z0-9]{0,5}\b"
-    r"|\b(?:files?|folders?|director(?:y|ies)|workspace|python|script|csv|json)\b",
+    r"|\b(?:files?|folders?|director(?:y|ies)|workspace|python|script|csv|json)\b"
+    # "I need a tool that ...", "build a new tool": a request for the tool agent (measured:
+    # without the hint the embedded model sometimes explains the conversion instead).
+    r"|\b(?:a|an|new)\s+(?:\w+\s+)?tools?\b",
     re.IGNORECASE,
 )
 
