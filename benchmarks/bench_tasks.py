@@ -223,6 +223,9 @@ def main() -> int:
     parser.add_argument("-k", action="append", default=[], help="only tasks whose name has it")
     parser.add_argument("--timeout", type=float, default=420.0, help="seconds per task")
     parser.add_argument("--json", type=Path, help="write every outcome here")
+    parser.add_argument(
+        "--keep", action="store_true", help="keep the data dir and workspaces (path printed)"
+    )
     args = parser.parse_args()
     cases = [c for c in CASES if not args.k or any(k in c.name for k in args.k)]
     root = Path(tempfile.mkdtemp(prefix="octopussy-tasks-"))
@@ -245,7 +248,10 @@ def main() -> int:
     )
     if args.json:
         args.json.write_text(json.dumps([o.__dict__ for o in outcomes], indent=2))
-    shutil.rmtree(root, ignore_errors=True)
+    if args.keep:
+        print(f"kept: {root} (OCTOPUSSY_HOME={home}; `octopussy tasks --json` shows each task)")
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     return 0
 
 

@@ -521,7 +521,7 @@ class MemorySettings(_Section):
     enabled: bool = Field(default=True, description="Off also when the extra is not installed.")
     recall_k: int = Field(default=3, ge=0, le=20, description="Notes recalled per task.")
     threshold: float = Field(
-        default=0.35, ge=-1, le=1, description="Minimum cosine similarity of a recalled note."
+        default=0.55, ge=-1, le=1, description="Minimum cosine similarity of a recalled note."
     )
     max_entries: int = Field(default=5000, ge=1, description="Per role; the oldest go first.")
     max_age_days: float | None = Field(

@@ -350,6 +350,25 @@ async def test_list_directory_sorted_with_types_and_sizes(client: Client, worksp
     assert [e["name"] for e in data(sub)["entries"]] == ["__init__.py", "core.py"]
 
 
+async def test_list_directory_pattern_lists_only_matching_names(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "notes.txt").write_text("n\n")
+    (workspace / "essay.txt").write_text("e\n")
+    (workspace / "data.csv").write_text("a,b\n")
+    result = await ok(client, "list_directory", pattern="*.txt")
+    assert [e["name"] for e in data(result)["entries"]] == ["essay.txt", "notes.txt"]
+    assert data(result)["total"] == 2
+    assert text(result).splitlines()[0] == "./ (2 of 7 entries match '*.txt')"
+    assert "data.csv" not in text(result)
+    everything = await ok(client, "list_directory", pattern="*")
+    assert data(everything)["total"] == 7
+    none = await ok(client, "list_directory", pattern="*.pdf")
+    assert data(none)["entries"] == []
+    assert "no entry matches '*.pdf' (7 entries in all)" in text(none)
+    assert "use search_files" in await error(client, "list_directory", pattern="src/*.py")
+
+
 async def test_list_directory_is_capped(
     client: Client, workspace: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -524,6 +543,31 @@ async def test_execute_python_hints_at_one_line_code_and_missing_imports(client:
     assert "there is no key 'Revenue': keys are case-sensitive" in text(key)
     other = await ok(client, "execute_python", code="print(undefined_thing)")
     assert "is a module" not in text(other)
+
+
+@needs_bwrap
+async def test_execute_python_key_error_names_the_csv_columns(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "sales.csv").write_text("month,revenue\nJanuary,1200\n")
+    (workspace / "semi.csv").write_text("\ufeffName;Age\nx;1\n")
+    code = (
+        "import csv\n"
+        "rows = list(csv.DictReader(open('sales.csv')))\n"
+        "print(sum(int(r['Revenue']) for r in rows))\n"
+    )
+    result = await ok(client, "execute_python", code=code)
+    assert data(result)["exit_code"] != 0
+    assert "use 'revenue' instead of 'Revenue'" in text(result)
+    assert "the columns of sales.csv (its first line) are: 'month', 'revenue'" in text(result)
+    both = await ok(
+        client,
+        "execute_python",
+        code="names = ['semi.csv', 'missing.csv']\nprint({}['age'])",
+    )
+    assert "use 'Age' instead of 'age'" in text(both)
+    assert "the columns of semi.csv (its first line) are: 'Name', 'Age'" in text(both)
+    assert "missing.csv" not in text(both).split("keys are case-sensitive")[1]
 
 
 @needs_bwrap

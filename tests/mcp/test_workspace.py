@@ -195,3 +195,21 @@ def test_final_component_swapped_for_a_symlink_is_not_followed(
 def test_root_must_be_a_directory(tmp_path: Path) -> None:
     with pytest.raises(ToolError, match="not a directory"):
         Workspace(tmp_path / "missing")
+
+
+def test_missing_file_error_helps_find_the_right_path(tmp_path: Path) -> None:
+    (tmp_path / "animals.txt").write_text("The octopus has three hearts.\n")
+    (tmp_path / "docs").mkdir()
+    ws = Workspace(tmp_path)
+    with pytest.raises(ToolError) as caught:
+        ws.open("workspace/octopus.txt", os.O_RDONLY)
+    message = str(caught.value)
+    assert "paths are relative to the workspace: write 'octopus.txt'" in message
+    assert "./ has: animals.txt, docs/" in message
+    assert "call search_files with text='octopus'" in message
+    assert "write_file to create it" in message
+    with pytest.raises(ToolError) as nested:
+        ws.open("docs/deep/x1.md", os.O_RDONLY)
+    assert "docs/ is empty" in str(nested.value)
+    assert "relative to the workspace" not in str(nested.value)
+    assert "search_files with text" not in str(nested.value)  # 'x1' is no word

@@ -77,7 +77,7 @@ async def test_two_workers_of_a_role_share_knowledge(memory_factory: MemoryFacto
     assert [hit.text for hit in hits] == ["The Apollo project deadline moved to March 3rd."]
     hit = hits[0]
     assert (hit.task_id, hit.kind, hit.id) == ("task-1", "fact", entry_id)
-    assert 0.35 <= hit.score <= 1.0
+    assert 0.55 <= hit.score <= 1.0
     assert hit.created_at > 0
 
 

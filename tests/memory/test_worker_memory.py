@@ -393,7 +393,7 @@ def test_entry_and_notes_are_short_and_labelled() -> None:
 def test_memory_config_keys_parse() -> None:
     config, _ = parse_config("", source="t", env={})
     assert config.memory.enabled is True
-    assert (config.memory.recall_k, config.memory.threshold) == (3, 0.35)
+    assert (config.memory.recall_k, config.memory.threshold) == (3, 0.55)
     assert (config.memory.max_entries, config.memory.max_age_days) == (5000, 180)
     assert config.workers.role == "worker"
     text = (

@@ -376,9 +376,13 @@ class Coordinator(Agent):
         # With one action the user's whole message is about it, so its file names must be
         # in the description; with several, each description covers only a part.
         alone = len(calls) == 1
+        # The first request of a conversation refers to nothing earlier: the user's words
+        # are the task. A small model's rewrite can only add to them (measured: "Which file
+        # mentions the octopus?" gained "The file should be in the 'workspace' directory").
+        verbatim = alone and not self.history
         for call in calls:
             if call.name == CREATE_TASK.name:
-                description = self._description(text, call.arguments, alone)
+                description = text if verbatim else self._description(text, call.arguments, alone)
                 task = await self.desk.create_task(description)
                 turn.task_ids.append(task.id)
                 lines.append(f"Task assigned (ID: {task.id}).")

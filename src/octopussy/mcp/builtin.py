@@ -33,6 +33,7 @@ import argparse
 import ast
 import codecs
 import contextlib
+import csv
 import errno
 import json
 import logging
@@ -41,7 +42,7 @@ import re
 import shlex
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -295,6 +296,19 @@ def glob_to_regex(pattern: str) -> re.Pattern[str]:
             continue
         out += _segment_regex(part) + ("" if last else "/")
     return re.compile(out + r"\Z", re.DOTALL)
+
+
+def _name_matcher(pattern: str | None) -> re.Pattern[str] | None:
+    """A glob over one directory's entry names (``*.txt``); None lists everything."""
+    if pattern is None or pattern.strip() in ("", "*", "**", "**/*"):
+        return None
+    cleaned = pattern.strip()
+    if "/" in cleaned or "\x00" in cleaned:
+        raise ToolError(
+            f"pattern {pattern!r} is matched against names in one directory, like '*.txt'; "
+            "to match paths in sub-directories use search_files"
+        )
+    return re.compile(_segment_regex(cleaned) + r"\Z", re.DOTALL)
 
 
 def _segment_regex(segment: str) -> str:
@@ -553,15 +567,19 @@ class BuiltinTools:
 
     # -- list_directory
 
-    def list_directory(self, path: str = ".") -> CallToolResult:
+    def list_directory(self, path: str = ".", pattern: str | None = None) -> CallToolResult:
         ws = self.workspace
+        matcher = _name_matcher(pattern)
         real = ws.resolve(path)
         rel = ws.relative(real)
         entries: list[DirectoryEntry] = []
+        in_all = 0
         try:
             with ws.open_dir(path) as fd, os.scandir(fd) as scan:
                 for item in scan:
-                    entries.append(self._entry(real, fd, item))
+                    in_all += 1
+                    if matcher is None or matcher.match(item.name):
+                        entries.append(self._entry(real, fd, item))
         except ToolError:
             if real.exists() and not real.is_dir():
                 raise ToolError(
@@ -571,7 +589,13 @@ class BuiltinTools:
         entries.sort(key=lambda e: (e.type != "directory", e.name.lower(), e.name))
         total = len(entries)
         shown = entries[:MAX_DIR_ENTRIES]
-        lines = [f"{rel}/ ({total} entries)" if total else f"{rel}/ is empty"]
+        if pattern is None:
+            head = f"{rel}/ ({total} entries)" if total else f"{rel}/ is empty"
+        elif total:
+            head = f"{rel}/ ({total} of {in_all} entries match {pattern!r})"
+        else:
+            head = f"{rel}/: no entry matches {pattern!r} ({in_all} entries in all)"
+        lines = [head]
         for entry in shown:
             if entry.type == "directory":
                 lines.append(f"  {entry.name}/")
@@ -785,7 +809,7 @@ class BuiltinTools:
                 "(execute_python takes Python source)"
             )
         elif not result.ok:
-            result.notes.extend(_python_error_hints(code, result.stderr))
+            result.notes.extend(_python_error_hints(code, result.stderr, self._csv_columns))
         if missing:
             names = ", ".join(missing)
             result.notes.append(
@@ -795,6 +819,25 @@ class BuiltinTools:
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
         return _result(_format_run(result), _run_data(result))
+
+    def _csv_columns(self, code: str) -> dict[str, list[str]]:
+        """The column names (first line) of each workspace CSV file the code names."""
+        found: dict[str, list[str]] = {}
+        for name in dict.fromkeys(_CSV_NAME.findall(code)):
+            try:
+                fd = self.workspace.open(name, os.O_RDONLY)
+            except ToolError:
+                continue
+            with os.fdopen(fd, "rb") as handle:
+                head = handle.read(8192).decode("utf-8-sig", errors="replace")
+            first = head.splitlines()[0] if head.strip() else ""
+            if not first:
+                continue
+            delimiter = max(",;\t", key=first.count) if any(c in first for c in ",;\t") else ","
+            found[name] = [
+                column.strip() for column in next(csv.reader([first], delimiter=delimiter))
+            ]
+        return found
 
 
 def _grep(
@@ -944,11 +987,19 @@ def _unimported_modules(code: str) -> list[str]:
 
 
 _MISSING_KEY = re.compile(r"^KeyError: ('[^'\n]{1,80}'|\"[^\"\n]{1,80}\")$", re.M)
+_CSV_NAME = re.compile(r"""['"]([^'"\n]{1,200}\.(?:csv|tsv))['"]""", re.IGNORECASE)
 _MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
 
 
-def _python_error_hints(code: str, stderr: str) -> list[str]:
-    """Plain hints for the two mistakes small models make most with execute_python."""
+def _python_error_hints(
+    code: str, stderr: str, csv_columns: Callable[[str], dict[str, list[str]]]
+) -> list[str]:
+    """Plain hints for the mistakes small models make most with execute_python.
+
+    ``csv_columns(code)`` gives the column names of the CSV files the code names, so a
+    KeyError can say which names exist (measured: the embedded model wrote 'Revenue' for a
+    column 'revenue', then re-ran the same code).
+    """
     hints: list[str] = []
     if "SyntaxError" in stderr and "\n" not in code.strip():
         hints.append(
@@ -957,10 +1008,17 @@ def _python_error_hints(code: str, stderr: str) -> list[str]:
         )
     key = _MISSING_KEY.search(stderr)
     if key:
-        hints.append(
-            f"there is no key {key.group(1)}: keys are case-sensitive; use the exact names "
-            "(for a CSV file, the names in its first line)"
-        )
+        missing = key.group(1)[1:-1]
+        hint = f"there is no key {key.group(1)}: keys are case-sensitive; use the exact names"
+        tables = csv_columns(code)
+        near = [c for cols in tables.values() for c in cols if c.lower() == missing.strip().lower()]
+        if near:
+            hint += f"; use {near[0]!r} instead of {key.group(1)}"
+        for name, columns in tables.items():
+            hint += f"; the columns of {name} (its first line) are: {', '.join(map(repr, columns))}"
+        if not tables:
+            hint += " (for a CSV file, the names in its first line)"
+        hints.append(hint)
     for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
         if name in sys.stdlib_module_names:
             hints.append(f"{name} is a module: add 'import {name}' as the first line")
@@ -1107,14 +1165,21 @@ def build_builtin_server(
 
     def list_directory(
         path: Annotated[str, Field(description=f"The directory. {_PATH_HELP}")] = ".",
+        pattern: Annotated[
+            str | None,
+            Field(
+                description="Only the names matching this glob, e.g. '*.txt' for the .txt "
+                "files (leave it out to list everything)."
+            ),
+        ] = None,
     ) -> Annotated[CallToolResult, ListDirectoryResult]:
         with _tool_errors():
-            return tools.list_directory(path)
+            return tools.list_directory(path, pattern)
 
     descriptions["list_directory"] = (
         "List a directory of the workspace: sub-directories first (ending in /), then files "
         f"with their sizes, and symlinks with their targets. At most {MAX_DIR_ENTRIES} "
-        "entries."
+        "entries. To list only some files, e.g. the .txt files, set pattern to '*.txt'."
     )
 
     def search_files(

@@ -28,6 +28,9 @@ from pathlib import Path
 from octopussy.errors import ToolError
 
 _DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+#: First path parts that models use for the workspace itself ('workspace/notes.txt').
+_ROOT_NAMES = frozenset({"workspace", "the_workspace", "ws"})
+_NEARBY_NAMES = 12
 
 
 class Workspace:
@@ -172,10 +175,56 @@ class Workspace:
         return fd
 
     def _not_found(self, text: str) -> str:
-        return (
-            f"{text!r} does not exist in the workspace {self.root}; use list_directory or "
-            "search_files to find the right path, or write_file to create it"
+        """What is missing, plus what a model needs to find the right path.
+
+        Measured on the embedded model: asked which file mentions a word, it guessed
+        'workspace/octopus.txt' twice. The message says what the nearest existing directory
+        holds, that paths are relative to the workspace, and how to search by content.
+        """
+        message = f"{text!r} does not exist in the workspace {self.root}"
+        hints: list[str] = []
+        cleaned = text.strip()
+        while cleaned.startswith("./"):
+            cleaned = cleaned[2:]
+        parts = Path(cleaned or ".").parts
+        if (
+            len(parts) > 1
+            and parts[0].lower() in _ROOT_NAMES
+            and not (self.root / parts[0]).exists()
+        ):
+            rest = "/".join(parts[1:])
+            hints.append(f"paths are relative to the workspace: write {rest!r}, not {text!r}")
+        listing = self._nearby(self.resolve(text).parent)
+        if listing:
+            hints.append(listing)
+        stem = Path(text).stem
+        if stem.isalpha() and len(stem) > 2:
+            hints.append(
+                f"to find the file that mentions {stem!r}, call search_files with text={stem!r}"
+            )
+        hints.append(
+            "use list_directory or search_files to find the right path, or write_file to create it"
         )
+        return f"{message}; " + "; ".join(hints)
+
+    def _nearby(self, directory: Path) -> str:
+        """'files in ./: a.txt, b.csv' for the nearest existing directory (at most 12 names)."""
+        while directory != self.root and not directory.is_dir():
+            directory = directory.parent
+        try:
+            with os.scandir(directory) as scan:
+                names = sorted(
+                    entry.name + ("/" if entry.is_dir(follow_symlinks=False) else "")
+                    for entry in scan
+                )
+        except OSError:
+            return ""
+        where = self.relative(directory) + "/"
+        if not names:
+            return f"{where} is empty"
+        shown = ", ".join(names[:_NEARBY_NAMES])
+        more = f" and {len(names) - _NEARBY_NAMES} more" if len(names) > _NEARBY_NAMES else ""
+        return f"{where} has: {shown}{more}"
 
     def _os_error(self, text: str, exc: OSError) -> str:
         if exc.errno == errno.ELOOP:

@@ -12,7 +12,8 @@ id, kind and creation time (epoch seconds from an injectable clock).
 
 Scores are **cosine similarities** in [-1, 1] (1 = same direction; the collection uses the
 cosine space and ``score = 1 - distance``). ``threshold`` is the minimum similarity a hit
-needs; 0.35 keeps paraphrases and drops unrelated text for all-MiniLM-L6-v2.
+needs; 0.55 keeps paraphrases and tasks on the same file or topic (0.6–0.9 measured) and
+drops merely similar requests ("which .txt files…" vs "which file mentions…": 0.51).
 
 Vectors come from our own ``MiniLMEncoder`` wrapped as a Chroma embedding function; Chroma's
 default embedding function would download a model at run time and is never used. Telemetry
@@ -140,7 +141,7 @@ class LongTermMemory:
         *,
         role: str = DEFAULT_ROLE,
         encoder: TextEncoder | None = None,
-        threshold: float = 0.35,
+        threshold: float = 0.55,
         max_entries: int = 5000,
         max_age_days: float | None = 180,
         clock: Callable[[], float] = time.time,

@@ -179,7 +179,7 @@ class MemoryBank:
         *,
         enabled: bool = True,
         recall_k: int = 3,
-        threshold: float = 0.35,
+        threshold: float = 0.55,
         max_entries: int = 5000,
         max_age_days: float | None = 180,
         encoder: TextEncoder | None = None,
