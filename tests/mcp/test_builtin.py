@@ -84,6 +84,14 @@ async def error(client: Client, tool: str, **arguments: Any) -> str:
     return text(result)
 
 
+async def failed(client: Client, tool: str, **arguments: Any) -> CallToolResult:
+    """A call that ran and failed (a script that raised): isError, with the run's details."""
+    result = await client.call_tool(tool, arguments)
+    assert result.is_error, text(result)
+    assert result.structured_content is not None
+    return result
+
+
 def data(result: CallToolResult) -> dict[str, Any]:
     structured: dict[str, Any] | None = result.structured_content
     assert structured is not None
@@ -439,6 +447,20 @@ async def test_search_files_for_text_and_regex(client: Client, workspace: Path) 
     assert "No matches" in text(none)
 
 
+async def test_search_files_widens_a_pattern_that_finds_no_text(client: Client) -> None:
+    result = await ok(client, "search_files", pattern="*.py", text="TODO")
+    assert text(result).startswith(
+        "[no file matching '*.py' contains 'TODO'; searching every file found these]"
+    )
+    assert [m["path"] for m in data(result)["matches"]] == ["docs/notes.txt"]
+    narrow = await ok(client, "search_files", pattern="*.py", text="return")
+    assert "searching every file" not in text(narrow)
+    assert {m["path"] for m in data(narrow)["matches"]} == {"src/pkg/core.py"}
+    nowhere = await ok(client, "search_files", pattern="*.py", text="zebra")
+    assert "No matches" in text(nowhere)
+    assert "searching every file" not in text(nowhere)
+
+
 async def test_search_files_stops_at_max_results(client: Client, workspace: Path) -> None:
     (workspace / "many.txt").write_text("hit\n" * 50)
     result = await ok(client, "search_files", text="hit", max_results=7)
@@ -501,7 +523,7 @@ async def test_execute_python_text_and_structured_result(client: Client, workspa
     assert structured["stdout"] == "# Demo\n"
     assert structured["isolated"] is True
     assert structured["exit_code"] == 0
-    failing = await ok(client, "execute_python", code="1/0")
+    failing = await failed(client, "execute_python", code="1/0")
     assert "exit code 1" in text(failing)
     assert "ZeroDivisionError" in data(failing)["stderr"]
 
@@ -510,7 +532,7 @@ async def test_execute_python_text_and_structured_result(client: Client, workspa
 async def test_execute_python_timeout_is_capped_by_config(client: Client) -> None:
     result = await ok(client, "execute_python", code="print('quick')", timeout_seconds=500)
     assert "capped at the configured 5 s" in text(result)
-    slow = await ok(
+    slow = await failed(
         client, "execute_python", code="import time; time.sleep(30)", timeout_seconds=0.5
     )
     assert data(slow)["timed_out"] is True
@@ -531,7 +553,7 @@ async def test_execute_python_given_a_shell_command_runs_the_script(
 
 @needs_bwrap
 async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
-    one_line = await ok(client, "execute_python", code="x = 1 print(x)")
+    one_line = await failed(client, "execute_python", code="x = 1 print(x)")
     assert "the code is a single line: put each statement on its own line" in text(one_line)
     missing = await ok(client, "execute_python", code="print(csv.__name__, math.pi > 3)")
     assert data(missing)["stdout"] == "csv True\n"
@@ -539,10 +561,36 @@ async def test_execute_python_hints_at_one_line_code_and_missing_imports(client:
     shadowed = await ok(client, "execute_python", code="json = {'a': 1}\nprint(json.get('a'))")
     assert data(shadowed)["stdout"] == "1\n"
     assert "added 'import" not in text(shadowed)
-    key = await ok(client, "execute_python", code="row = {'revenue': 1}\nprint(row['Revenue'])")
+    key = await failed(client, "execute_python", code="row = {'revenue': 1}\nprint(row['Revenue'])")
     assert "there is no key 'Revenue': keys are case-sensitive" in text(key)
-    other = await ok(client, "execute_python", code="print(undefined_thing)")
+    other = await failed(client, "execute_python", code="print(undefined_thing)")
     assert "is a module" not in text(other)
+
+
+@needs_bwrap
+async def test_execute_python_prints_the_value_of_a_last_expression(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "sales.csv").write_text("month,revenue\nJan,1200\nFeb,950\n")
+    code = "import csv\nsum(int(r['revenue']) for r in csv.DictReader(open('sales.csv')))"
+    total = await ok(client, "execute_python", code=code)
+    assert data(total)["stdout"] == "2150\n"
+    assert "its value is printed unless it is None" in text(total)
+    same_line = await ok(client, "execute_python", code="s = 'é'; len(s)")
+    assert data(same_line)["stdout"] == "1\n"
+    quoted = await ok(client, "execute_python", code="'a' + 'b'")
+    assert data(quoted)["stdout"] == "'ab'\n"
+    none = await ok(client, "execute_python", code="def main():\n    pass\nmain()\n")
+    assert data(none)["stdout"] == ""
+    written = await ok(client, "execute_python", code="import sys\nsys.stdout.write('w')")
+    assert data(written)["stdout"] == "w"
+    printed = await ok(client, "execute_python", code="print(2)")
+    assert data(printed)["stdout"] == "2\n"
+    assert "its value is printed" not in text(printed)
+    broken = await failed(client, "execute_python", code="x = 1\nx +")
+    assert "SyntaxError" in data(broken)["stderr"]
+    traced = await failed(client, "execute_python", code="x = 1\n1 / 0")
+    assert "line 2" in data(traced)["stderr"]
 
 
 @needs_bwrap
@@ -556,11 +604,11 @@ async def test_execute_python_key_error_names_the_csv_columns(
         "rows = list(csv.DictReader(open('sales.csv')))\n"
         "print(sum(int(r['Revenue']) for r in rows))\n"
     )
-    result = await ok(client, "execute_python", code=code)
+    result = await failed(client, "execute_python", code=code)
     assert data(result)["exit_code"] != 0
     assert "use 'revenue' instead of 'Revenue'" in text(result)
     assert "the columns of sales.csv (its first line) are: 'month', 'revenue'" in text(result)
-    both = await ok(
+    both = await failed(
         client,
         "execute_python",
         code="names = ['semi.csv', 'missing.csv']\nprint({}['age'])",

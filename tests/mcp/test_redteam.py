@@ -89,11 +89,16 @@ class Target:
         return await self.client.call_tool(tool, arguments, read_timeout_seconds=60)
 
     async def run(self, code: str, **arguments: Any) -> dict[str, Any]:
-        """execute_python; returns the structured result (never a tool error here)."""
+        """execute_python; returns the structured result of the run.
+
+        A run that failed (killed, timed out, non-zero exit) is a tool error with the run's
+        details; anything else refused (no structured result) fails the test here.
+        """
         result = await self.call("execute_python", code=code, **arguments)
-        assert not result.is_error, text(result)
         structured: dict[str, Any] | None = result.structured_content
-        assert structured is not None
+        assert structured is not None, text(result)
+        ran_ok = structured["exit_code"] == 0 and not structured["timed_out"]
+        assert result.is_error is not ran_ok, text(result)
         return structured
 
     async def refused(self, tool: str, **arguments: Any) -> str:

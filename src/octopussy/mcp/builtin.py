@@ -336,6 +336,10 @@ def _segment_regex(segment: str) -> str:
     return out
 
 
+#: The regex of the pattern that matches every file (search_files' default).
+_ALL_FILES = glob_to_regex("**/*").pattern
+
+
 # ---------------------------------------------------------------------- the tools
 
 
@@ -725,6 +729,19 @@ class BuiltinTools:
                 f"(as text={pattern!r}, ignore_case=true)]\n{first.text}"
             )
             return inner
+        if text is not None and not matches and glob_to_regex(pattern).pattern != _ALL_FILES:
+            # Measured on the embedded model: it searched '*.py' for a word in a .txt file
+            # three times. The wider search costs one more walk and answers the question.
+            wider = self.search_files("**/*", text, path, regex, ignore_case, max_results)
+            wider_data = wider.structured_content
+            if wider_data and wider_data.get("matches"):
+                first = wider.content[0]
+                assert isinstance(first, TextContent)
+                first.text = (
+                    f"[no file matching {pattern!r} contains {text!r}; searching every file "
+                    f"found these]\n{first.text}"
+                )
+                return wider
         out = self._search_text(data, pattern, text, base_rel, max_results)
         if text is None and (regex or ignore_case):
             # Measured on the embedded model: it sets regex/ignore_case, forgets text, and
@@ -796,6 +813,9 @@ class BuiltinTools:
                 f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
                 f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
+        shown = None if command is not None else _print_last_expression(code)
+        if shown is not None:
+            code = shown
         missing = [] if command is not None else _unimported_modules(code)
         if missing:
             # "csv.DictReader(...)" without "import csv" can only fail with a NameError, and
@@ -816,9 +836,19 @@ class BuiltinTools:
                 f"added 'import {names}' as line 1: the code uses {names} without importing "
                 "it (line numbers above are one higher than in your code)"
             )
+        if shown is not None and result.ok:
+            result.notes.append(
+                "the code ends in an expression: its value is printed unless it is None (as "
+                "a notebook shows it); use print() for anything else"
+            )
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
-        return _result(_format_run(result), _run_data(result))
+        out = _result(_format_run(result), _run_data(result))
+        # A script that raised, exited non-zero or was killed is a failed call (isError),
+        # with the whole run still in the result: agents then treat it as a call to fix, not
+        # as an answer (measured: after a TypeError the embedded model gave a made-up sum).
+        out.is_error = not result.ok
+        return out
 
     def _csv_columns(self, code: str) -> dict[str, list[str]]:
         """The column names (first line) of each workspace CSV file the code names."""
@@ -952,6 +982,50 @@ _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
 _BARE_WORD = re.compile(r"[^\W\d][\w-]{1,63}")
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
+
+
+_LAST_VALUE = "__octopussy_last_value__"
+#: Calls made for what they do, whose return value (a byte count, a path) is noise.
+_SIDE_EFFECT_CALLS = frozenset(
+    {
+        "print", "write", "writelines", "write_text", "write_bytes", "flush", "close",
+        "dump", "save", "savefig", "to_csv", "to_json", "system", "sleep", "run", "exit",
+    }
+)  # fmt: skip
+
+
+def _print_last_expression(code: str) -> str | None:
+    """``code`` that also prints the value of its last expression, as a notebook shows it.
+
+    Small models write ``sum(rows)`` and forget ``print``, then read "(no output)" and make a
+    number up. The last top-level statement, when it is an expression other than a
+    ``print(...)`` call or a literal, is bound to a name and printed unless it is ``None``
+    (so ``main()`` prints nothing more). Line numbers stay as they were; None if unchanged.
+    """
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return None
+    if not tree.body or not isinstance(last := tree.body[-1], ast.Expr):
+        return None
+    value = last.value
+    if isinstance(value, ast.Constant | ast.Await | ast.Yield | ast.YieldFrom):
+        return None
+    if isinstance(value, ast.Call):
+        func = value.func
+        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+        if name in _SIDE_EFFECT_CALLS:
+            return None
+    lines = code.splitlines(keepends=True)
+    row = last.lineno - 1
+    head = lines[row].encode("utf-8")
+    lines[row] = (
+        head[: last.col_offset] + f"{_LAST_VALUE} = ".encode() + head[last.col_offset :]
+    ).decode("utf-8")
+    rebuilt = "".join(lines)
+    if not rebuilt.endswith("\n"):
+        rebuilt += "\n"
+    return f"{rebuilt}if {_LAST_VALUE} is not None:\n    print(repr({_LAST_VALUE}))\n"
 
 
 def _unimported_modules(code: str) -> list[str]:
@@ -1186,8 +1260,9 @@ def build_builtin_server(
         pattern: Annotated[
             str,
             Field(
-                description="Glob for file paths: '*.py' matches names at any depth, "
-                "'src/**/*.ts' paths from the search directory, '**/*' every file."
+                description="Glob for file paths: '*.txt' matches names at any depth, "
+                "'src/**/*.ts' paths from the search directory; leave it out to search "
+                "every file."
             ),
         ] = "**/*",
         text: Annotated[
