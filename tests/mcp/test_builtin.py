@@ -369,6 +369,9 @@ async def test_list_directory_pattern_lists_only_matching_names(
     assert data(result)["total"] == 2
     assert text(result).splitlines()[0] == "./ (2 of 7 entries match '*.txt')"
     assert "data.csv" not in text(result)
+    empty_path = await ok(client, "list_directory", path="", pattern="*.txt")
+    assert data(empty_path)["total"] == 2  # "" is the workspace, as "." is
+    assert data(await ok(client, "search_files", path=" ", text="n"))["matches"]
     everything = await ok(client, "list_directory", pattern="*")
     assert data(everything)["total"] == 7
     none = await ok(client, "list_directory", pattern="*.pdf")
@@ -591,6 +594,32 @@ async def test_execute_python_prints_the_value_of_a_last_expression(
     assert "SyntaxError" in data(broken)["stderr"]
     traced = await failed(client, "execute_python", code="x = 1\n1 / 0")
     assert "line 2" in data(traced)["stderr"]
+
+
+@needs_bwrap
+async def test_execute_python_hints_at_text_values_and_unpacked_dict_rows(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "sales.csv").write_text("month,revenue\nJan,1200\nFeb,950\n")
+    # Measured: the embedded model unpacked DictReader rows and summed the column names.
+    unpacked = await failed(
+        client,
+        "execute_python",
+        code="import csv\nsum(r for m, r in csv.DictReader(open('sales.csv')))",
+    )
+    assert "unpacking a dict gives its column names" in text(unpacked)
+    assert "use row['revenue']" in text(unpacked)
+    strings = await failed(
+        client,
+        "execute_python",
+        code="import csv\nprint(sum(r['revenue'] for r in csv.DictReader(open('sales.csv'))))",
+    )
+    assert "values read from a file are strings" in text(strings)
+    assert "sum(float(row['revenue']) for row in csv.DictReader(f))" in text(strings)
+    compared = await failed(client, "execute_python", code="print(max(['1', 2]))")
+    assert "convert them with int(...) or float(...)" in text(compared)
+    other = await failed(client, "execute_python", code="print(len(5))")
+    assert "strings" not in text(other)
 
 
 @needs_bwrap

@@ -573,6 +573,7 @@ class BuiltinTools:
 
     def list_directory(self, path: str = ".", pattern: str | None = None) -> CallToolResult:
         ws = self.workspace
+        path = path.strip() or "."  # measured: the embedded model sends "" for the workspace
         matcher = _name_matcher(pattern)
         real = ws.resolve(path)
         rel = ws.relative(real)
@@ -652,6 +653,7 @@ class BuiltinTools:
         max_results: int = 100,
     ) -> CallToolResult:
         ws = self.workspace
+        path = path.strip() or "."
         if pattern.startswith("/") or "\x00" in pattern:
             raise ToolError(
                 f"pattern {pattern!r} must be relative to the search directory, like '**/*.py'"
@@ -1063,6 +1065,16 @@ def _unimported_modules(code: str) -> list[str]:
 _MISSING_KEY = re.compile(r"^KeyError: ('[^'\n]{1,80}'|\"[^\"\n]{1,80}\")$", re.M)
 _CSV_NAME = re.compile(r"""['"]([^'"\n]{1,200}\.(?:csv|tsv))['"]""", re.IGNORECASE)
 _MISSING_NAME = re.compile(r"NameError: name '(\w+)' is not defined")
+_DICT_ROWS_UNPACKED = re.compile(
+    r"\bfor\s+\(?\s*\w+\s*(?:,\s*\w+\s*)+\)?\s+in\s+(?:csv\.)?DictReader\b"
+)
+_STR_ARITHMETIC = re.compile(
+    r"TypeError: (?:unsupported operand type\(s\) for [^:]+: '(?:int|float)' and 'str'|"
+    r"unsupported operand type\(s\) for [^:]+: 'str' and '(?:int|float)'|"
+    r"can only concatenate str|"
+    r"'(?:<|>|<=|>=)' not supported between instances of '(?:str|int|float)' and "
+    r"'(?:str|int|float)')"
+)
 
 
 def _python_error_hints(
@@ -1096,7 +1108,29 @@ def _python_error_hints(
     for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
         if name in sys.stdlib_module_names:
             hints.append(f"{name} is a module: add 'import {name}' as the first line")
+    unpacked = _DICT_ROWS_UNPACKED.search(code)
+    if unpacked:
+        hints.append(
+            "csv.DictReader gives one dict per row, and unpacking a dict gives its column "
+            f"names, not its values: write 'for row in csv.DictReader(...)' and use "
+            f"row[{_example_column(code, csv_columns)!r}]"
+        )
+    if _STR_ARITHMETIC.search(stderr):
+        hint = "a value is still text (str): values read from a file are strings; convert them"
+        hint += " with int(...) or float(...) before adding or comparing them"
+        if ".csv" in code.lower() and not unpacked:
+            column = _example_column(code, csv_columns)
+            hint += f", e.g. sum(float(row[{column!r}]) for row in csv.DictReader(f))"
+        hints.append(hint)
     return hints
+
+
+def _example_column(code: str, csv_columns: Callable[[str], dict[str, list[str]]]) -> str:
+    """A real column name for an example (the last one of the first CSV), else 'column'."""
+    for columns in csv_columns(code).values():
+        if columns:
+            return columns[-1]
+    return "column"
 
 
 def _shell_python_command(code: str) -> tuple[str, list[str]] | None:
