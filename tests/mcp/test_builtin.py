@@ -331,6 +331,22 @@ async def test_edit_file_shrinking_truncates(client: Client, workspace: Path) ->
     assert (workspace / "s.txt").read_text() == "keep end\n"
 
 
+async def test_write_file_does_not_replace_valid_json_with_text(
+    client: Client, workspace: Path
+) -> None:
+    config = '{"name": "demo", "port": 8080}\n'
+    (workspace / "config.json").write_text(config)
+    message = await error(client, "write_file", path="config.json", content="port: 9090\n")
+    assert "config.json holds valid JSON and the new content is not JSON" in message
+    assert "use edit_file" in message
+    assert (workspace / "config.json").read_text() == config
+    await ok(client, "write_file", path="config.json", content='{"port": 9090}')
+    assert json.loads((workspace / "config.json").read_text()) == {"port": 9090}
+    (workspace / "draft.json").write_text("not json yet")
+    await ok(client, "write_file", path="draft.json", content="still a draft")
+    await ok(client, "write_file", path="new.json", content="{ template }")
+
+
 # ------------------------------------------------------------------ list_directory
 
 

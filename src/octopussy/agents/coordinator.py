@@ -375,14 +375,14 @@ class Coordinator(Agent):
         lines: list[str] = []
         # With one action the user's whole message is about it, so its file names must be
         # in the description; with several, each description covers only a part.
+        # The model's description is kept even for a first request: tried with the user's
+        # own words instead, the embedded model's optimizer turned 7 of 18 questions into
+        # "Tell the user to open config.json ..." (refused), while the coordinator's
+        # imperative descriptions ("Find the port in config.json") optimize well.
         alone = len(calls) == 1
-        # The first request of a conversation refers to nothing earlier: the user's words
-        # are the task. A small model's rewrite can only add to them (measured: "Which file
-        # mentions the octopus?" gained "The file should be in the 'workspace' directory").
-        verbatim = alone and not self.history
         for call in calls:
             if call.name == CREATE_TASK.name:
-                description = text if verbatim else self._description(text, call.arguments, alone)
+                description = self._description(text, call.arguments, alone)
                 task = await self.desk.create_task(description)
                 turn.task_ids.append(task.id)
                 lines.append(f"Task assigned (ID: {task.id}).")

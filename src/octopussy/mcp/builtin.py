@@ -451,6 +451,8 @@ class BuiltinTools:
             notes.append("removed the markdown code fence around the content")
         if real.suffix.lower() == ".json" and not append:
             _refuse_python_literal_as_json(content)
+            if not created:
+                self._refuse_breaking_json(path, rel, content)
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
@@ -486,6 +488,35 @@ class BuiltinTools:
         if notes:
             text += " Note: " + "; ".join(notes) + "."
         return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
+
+    def _refuse_breaking_json(self, path: str, rel: str, content: str) -> None:
+        """Refuse to replace a valid JSON file with text that is not JSON.
+
+        Measured on the embedded model: asked to change a port, it overwrote config.json
+        with "port: 9090", and the user's other settings were gone.
+        """
+        try:
+            json.loads(content)
+            return
+        except ValueError as exc:
+            problem = str(exc)
+        try:
+            fd = self.workspace.open(path, os.O_RDONLY)
+        except ToolError:
+            return
+        with os.fdopen(fd, "rb") as handle:
+            current = handle.read(_JSON_GUARD_BYTES + 1)
+        if len(current) > _JSON_GUARD_BYTES:
+            return
+        try:
+            json.loads(current)
+        except ValueError:
+            return  # it was not JSON before either: nothing to protect
+        raise ToolError(
+            f"{rel} holds valid JSON and the new content is not JSON ({problem}), so the "
+            "file was left unchanged; to change one value use edit_file on that line, or "
+            "write the whole file as JSON"
+        )
 
     # -- edit_file
 
@@ -941,6 +972,10 @@ def _format_run(result: SandboxResult) -> str:
     if result.notes:
         parts.append("--- notes ---\n" + "\n".join(f"- {note}" for note in result.notes))
     return "\n".join(parts)
+
+
+#: Up to this size an existing JSON file is checked before write_file replaces it.
+_JSON_GUARD_BYTES = 4 * 1024 * 1024
 
 
 def _refuse_python_literal_as_json(content: str) -> None:
