@@ -71,6 +71,9 @@ class Case:
     text: str
     check: Check
     files: dict[str, str] = field(default_factory=dict)
+    #: The given files the task is meant to change; every other one must stay as it was
+    #: (a right answer that destroyed the user's data is a failed task).
+    changes: tuple[str, ...] = ()
 
 
 CASES = [
@@ -119,6 +122,7 @@ CASES = [
             and c.get("name") == "demo"
         ),
         {"config.json": CONFIG},
+        changes=("config.json",),
     ),
     Case(
         "replace-word",
@@ -127,18 +131,21 @@ CASES = [
             "colour" not in _read(w, "essay.txt") and _read(w, "essay.txt").count("color") == 3
         ),
         {"essay.txt": ESSAY},
+        changes=("essay.txt",),
     ),
     Case(
         "append-line",
         "Add milk as a new last line of shopping.txt.",
         lambda a, w: _read(w, "shopping.txt").split() == ["eggs", "flour", "sugar", "milk"],
         {"shopping.txt": SHOPPING},
+        changes=("shopping.txt",),
     ),
     Case(
         "two-step-edit",
         "In shopping.txt, replace eggs with bread, then add butter as a new last line.",
         lambda a, w: _read(w, "shopping.txt").split() == ["bread", "flour", "sugar", "butter"],
         {"shopping.txt": SHOPPING},
+        changes=("shopping.txt",),
     ),
     Case(
         "json-create",
@@ -212,7 +219,19 @@ def run_case(case: Case, home: Path, root: Path, timeout: float) -> Outcome:
         err = "timeout"
     seconds = time.perf_counter() - started
     try:
-        passed = code == 0 and case.check(answer, workspace)
+        # A labelled partial answer is a failure even when its "last progress" excerpt
+        # happens to hold the fact (a file dump with "March,1830" in it is no answer).
+        kept = all(
+            _read(workspace, name) == content
+            for name, content in case.files.items()
+            if name not in case.changes
+        )
+        passed = (
+            code == 0
+            and "[partial answer]" not in answer
+            and kept
+            and case.check(answer, workspace)
+        )
     except Exception:  # a check that trips over odd output is a failed task
         passed = False
     return Outcome(case.name, passed, seconds, code, answer.strip(), err.strip()[-600:])

@@ -225,6 +225,19 @@ async def test_an_unusable_decision_falls_back_to_a_plain_answer(decision: Any) 
     assert coordinator.history[-1].content == "Here is my answer."
 
 
+async def test_an_unusable_decision_on_a_work_request_becomes_a_task() -> None:
+    cut_off = ModelBehaviorError("the model's JSON was cut off", raw='{"tool": "create_ta')
+    model = ScriptedModel([cut_off])
+    coordinator, desk = routed(model)
+    text = "Add milk as a new last line of shopping.txt."
+    assert await coordinator.chat(text) == "Task assigned (ID: t1)."
+    assert desk.tasks == [text]
+    assert len(model.calls) == 1  # no plain answer was asked for
+    assert coordinator.last_turn is not None
+    assert coordinator.last_turn.task_ids == ["t1"]
+    assert coordinator.history[-1].content == "Task assigned (ID: t1)."
+
+
 async def test_a_description_that_loses_a_file_name_is_replaced_by_the_users_words() -> None:
     text = "sum the second column of data/sales.csv"
     model = ScriptedModel(

@@ -239,6 +239,15 @@ async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path)
     )
     assert "replaced the file instead of being appended" in text(resent)
     assert (workspace / "log.txt").read_text() == "one\ntwo\nthree\nfour\n"
+    (workspace / "shop.txt").write_text("bread\nflour\nsugar\n")  # 'eggs' was just edited
+    older = await ok(
+        client, "write_file", path="shop.txt", content="eggs\nflour\nsugar\nbutter\n", append=True
+    )
+    assert "only the new line(s) after them were appended" in text(older)
+    assert (workspace / "shop.txt").read_text() == "bread\nflour\nsugar\nbutter\n"
+    (workspace / "other.txt").write_text("a\nb\nc\n")
+    await ok(client, "write_file", path="other.txt", content="x\ny\nc\nd\n", append=True)
+    assert (workspace / "other.txt").read_text() == "a\nb\nc\nx\ny\nc\nd\n"
 
 
 async def test_write_file_strips_a_markdown_fence_except_in_markup(
@@ -331,6 +340,28 @@ async def test_edit_file_shrinking_truncates(client: Client, workspace: Path) ->
     assert (workspace / "s.txt").read_text() == "keep end\n"
 
 
+async def test_write_file_does_not_put_code_into_a_data_file(
+    client: Client, workspace: Path
+) -> None:
+    sales = "month,revenue\nJanuary,1200\n"
+    (workspace / "sales.csv").write_text(sales)
+    code = (
+        "total = sum(float(r['revenue']) for r in csv.DictReader(open('sales.csv'))) print(total)"
+    )
+    message = await error(client, "write_file", path="sales.csv", content=code)
+    assert "is a data file and this content is Python code" in message
+    assert "use execute_python" in message
+    appended = await error(
+        client, "write_file", path="sales.csv", content="import csv", append=True
+    )
+    assert "left unchanged" in appended
+    assert (workspace / "sales.csv").read_text() == sales
+    await ok(client, "write_file", path="sales.csv", content="month,revenue\nMay,1675\n")
+    await ok(client, "write_file", path="notes.txt", content="print('hi')\n")
+    await ok(client, "write_file", path="script.py", content="import csv\n")
+    await ok(client, "write_file", path="new.csv", content="import,print(x)\n")
+
+
 async def test_write_file_does_not_replace_valid_json_with_text(
     client: Client, workspace: Path
 ) -> None:
@@ -339,7 +370,12 @@ async def test_write_file_does_not_replace_valid_json_with_text(
     message = await error(client, "write_file", path="config.json", content="port: 9090\n")
     assert "config.json holds valid JSON and the new content is not JSON" in message
     assert "use edit_file" in message
+    assert "edit_file with old_text='\"port\": 8080' and new_text='\"port\": 9090'" in message
     assert (workspace / "config.json").read_text() == config
+    named = await error(client, "write_file", path="config.json", content="name = 'prod'")
+    assert 'new_text=\'"name": "prod"\'' in named
+    unknown = await error(client, "write_file", path="config.json", content="debug: true")
+    assert "here: edit_file" not in unknown
     await ok(client, "write_file", path="config.json", content='{"port": 9090}')
     assert json.loads((workspace / "config.json").read_text()) == {"port": 9090}
     (workspace / "draft.json").write_text("not json yet")

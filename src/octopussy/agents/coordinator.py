@@ -345,6 +345,19 @@ class Coordinator(Agent):
         except (_Undecided, ModelBehaviorError) as exc:
             if shown or not tools:
                 raise
+            if settings is not None and self.desk is not None:
+                # It names a file, the workspace or Python: work, not a chat question.
+                # Measured on the embedded model: its routing JSON for "Add milk as a new
+                # last line of shopping.txt" ran to max_tokens, and the plain answer that
+                # followed was the text "create_task." — so the request becomes a task in
+                # the user's own words instead.
+                self.log.info("routing decision unusable (%s); the request becomes a task", exc)
+                task = await self.desk.create_task(text)
+                turn = Turn(f"Task assigned (ID: {task.id}).", task_ids=[task.id])
+                yield turn.text
+                self._commit(text, turn.text)
+                self.last_turn = turn
+                return
             self.log.info("routing decision unusable (%s); answering directly", exc)
             answer: list[str] = []
             async for piece in self._plain(prompt):

@@ -453,6 +453,13 @@ class BuiltinTools:
             _refuse_python_literal_as_json(content)
             if not created:
                 self._refuse_breaking_json(path, rel, content)
+        if not created and real.suffix.lower() in _DATA_SUFFIXES and _looks_like_code(content):
+            # Measured on the embedded model: it wrote its failing script over sales.csv,
+            # three times; the user's data was gone and the answer made up.
+            raise ToolError(
+                f"{rel} is a data file and this content is Python code, so the file was left "
+                "unchanged; to run code use execute_python (it can open the file by name)"
+            )
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
@@ -471,8 +478,19 @@ class BuiltinTools:
                         "new text)"
                     )
                     append = False
-                elif os.pread(fd, 1, st.st_size - 1) != b"\n":
-                    content = "\n" + content  # a new line, not glued to the last one
+                else:
+                    tail = _resent_older_copy(fd, st.st_size, content)
+                    if tail is not None:
+                        # Measured: after an edit_file it appended the file as it was before
+                        # the edit plus the new line, undoing nothing but duplicating all.
+                        content = tail
+                        notes.append(
+                            "content began with an older copy of the file's lines, so only "
+                            "the new line(s) after them were appended (append=true takes only "
+                            "the new text)"
+                        )
+                    if os.pread(fd, 1, st.st_size - 1) != b"\n":
+                        content = "\n" + content  # a new line, not glued to the last one
             data = content.encode("utf-8")
             view = memoryview(data)
             while view:
@@ -509,14 +527,18 @@ class BuiltinTools:
         if len(current) > _JSON_GUARD_BYTES:
             return
         try:
-            json.loads(current)
+            value = json.loads(current)
         except ValueError:
             return  # it was not JSON before either: nothing to protect
-        raise ToolError(
+        message = (
             f"{rel} holds valid JSON and the new content is not JSON ({problem}), so the "
             "file was left unchanged; to change one value use edit_file on that line, or "
             "write the whole file as JSON"
         )
+        edit = _json_edit_for(current.decode("utf-8", errors="replace"), value, content)
+        if edit is not None:
+            message += f"; here: edit_file with old_text={edit[0]!r} and new_text={edit[1]!r}"
+        raise ToolError(message)
 
     # -- edit_file
 
@@ -974,8 +996,46 @@ def _format_run(result: SandboxResult) -> str:
     return "\n".join(parts)
 
 
+#: Data files that write_file will not replace (or extend) with Python code.
+_DATA_SUFFIXES = frozenset(
+    {".csv", ".tsv", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".ini", ".xml"}
+)
+_CODE_MARKERS = re.compile(
+    r"^\s*(?:import\s+\w|from\s+\w+\s+import\b|def\s+\w+\s*\(|class\s+\w+\s*[(:])|"
+    r"\b(?:print|open|sum|len|range)\s*\(|\b(?:csv|json|os|sys)\.\w+\s*\(",
+    re.MULTILINE,
+)
+
+
+def _looks_like_code(content: str) -> bool:
+    """Python source rather than data: an import, a def, or a call such as print(...)."""
+    return _CODE_MARKERS.search(content) is not None
+
+
 #: Up to this size an existing JSON file is checked before write_file replaces it.
 _JSON_GUARD_BYTES = 4 * 1024 * 1024
+
+
+_KEY_VALUE = re.compile(r"""^\s*["']?([\w.-]+)["']?\s*[:=]\s*(.+?)\s*,?\s*$""")
+
+
+def _json_edit_for(text: str, value: object, content: str) -> tuple[str, str] | None:
+    """The edit_file texts that set ``key`` as ``content`` ("port: 9090") says, if the JSON
+    object has that key at its top level: ('"port": 8080', '"port": 9090')."""
+    lines = content.strip().splitlines()
+    match = _KEY_VALUE.match(lines[0]) if len(lines) == 1 else None
+    if match is None or not isinstance(value, dict) or match.group(1) not in value:
+        return None
+    key, raw = match.groups()
+    try:
+        new_value = json.loads(raw)
+    except ValueError:
+        new_value = raw.strip("'\"")
+    old = json.dumps(value[key], ensure_ascii=False)
+    found = re.search(rf"{re.escape(json.dumps(key))}\s*:\s*{re.escape(old)}", text)
+    if found is None:
+        return None
+    return found.group(0), f"{json.dumps(key)}: {json.dumps(new_value, ensure_ascii=False)}"
 
 
 def _refuse_python_literal_as_json(content: str) -> None:
@@ -1000,6 +1060,25 @@ def _refuse_python_literal_as_json(content: str) -> None:
         f"content is not valid JSON ({problem}): it is Python syntax; JSON needs double "
         f"quotes, true/false/null. Write it as JSON, e.g. {as_json}"
     )
+
+
+def _resent_older_copy(fd: int, size: int, content: str) -> str | None:
+    """The new lines at the end of ``content`` when it starts with a near copy of the file.
+
+    Near: the file has at least two lines, ``content`` has more, and at least two thirds
+    of the file's lines are the same, in place, in ``content`` (an edit made since).
+    """
+    if size > _RESEND_CHECK_BYTES:
+        return None
+    current = os.pread(fd, size, 0).decode("utf-8", errors="replace").splitlines()
+    given = content.splitlines()
+    if len(current) < 2 or len(given) <= len(current):
+        return None
+    same = sum(a == b for a, b in zip(current, given, strict=False))
+    if 3 * same < 2 * len(current):
+        return None
+    tail = "\n".join(given[len(current) :])
+    return tail + "\n" if content.endswith("\n") else tail
 
 
 def _resent_whole_file(fd: int, size: int, content: str) -> str | None:
