@@ -376,8 +376,14 @@ async def test_write_file_does_not_replace_valid_json_with_text(
     assert 'new_text=\'"name": "prod"\'' in named
     unknown = await error(client, "write_file", path="config.json", content="debug: true")
     assert "here: edit_file" not in unknown
-    await ok(client, "write_file", path="config.json", content='{"port": 9090}')
-    assert json.loads((workspace / "config.json").read_text()) == {"port": 9090}
+    partial = await error(client, "write_file", path="config.json", content='{"port": 9090}')
+    assert "this would remove 'name' from config.json" in partial
+    assert "new_text='\"port\": 9090'" in partial
+    assert (workspace / "config.json").read_text() == config
+    await ok(client, "write_file", path="config.json", content='{"name": "x", "port": 9090}')
+    assert json.loads((workspace / "config.json").read_text()) == {"name": "x", "port": 9090}
+    await ok(client, "write_file", path="config.json", content='{"other": 1}')  # a new object
+    await ok(client, "write_file", path="config.json", content="[1, 2]")
     (workspace / "draft.json").write_text("not json yet")
     await ok(client, "write_file", path="draft.json", content="still a draft")
     await ok(client, "write_file", path="new.json", content="{ template }")

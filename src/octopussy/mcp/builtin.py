@@ -513,9 +513,10 @@ class BuiltinTools:
         Measured on the embedded model: asked to change a port, it overwrote config.json
         with "port: 9090", and the user's other settings were gone.
         """
+        new_value: object = None
+        problem: str | None = None
         try:
-            json.loads(content)
-            return
+            new_value = json.loads(content)
         except ValueError as exc:
             problem = str(exc)
         try:
@@ -530,11 +531,29 @@ class BuiltinTools:
             value = json.loads(current)
         except ValueError:
             return  # it was not JSON before either: nothing to protect
-        message = (
-            f"{rel} holds valid JSON and the new content is not JSON ({problem}), so the "
-            "file was left unchanged; to change one value use edit_file on that line, or "
-            "write the whole file as JSON"
-        )
+        if problem is None:
+            # Valid JSON, but an object that keeps only some of the keys and changes one:
+            # measured, "change the port" became {"port": 9090} and the rest was gone.
+            if not (isinstance(value, dict) and isinstance(new_value, dict) and new_value):
+                return
+            dropped = [key for key in value if key not in new_value]
+            if not dropped or any(key not in value for key in new_value):
+                return
+            names = ", ".join(map(repr, dropped[:8]))
+            message = (
+                f"this would remove {names} from {rel} (the new content has only "
+                f"{', '.join(map(repr, new_value))}), so the file was left unchanged; to "
+                "change a value use edit_file on its line, or write the whole object with "
+                "every key"
+            )
+            key = next(iter(new_value))
+            content = f"{key}: {json.dumps(new_value[key], ensure_ascii=False)}"
+        else:
+            message = (
+                f"{rel} holds valid JSON and the new content is not JSON ({problem}), so the "
+                "file was left unchanged; to change one value use edit_file on that line, or "
+                "write the whole file as JSON"
+            )
         edit = _json_edit_for(current.decode("utf-8", errors="replace"), value, content)
         if edit is not None:
             message += f"; here: edit_file with old_text={edit[0]!r} and new_text={edit[1]!r}"
