@@ -211,6 +211,14 @@ def _result(text: str, data: BaseModel) -> CallToolResult:
     )
 
 
+def _noted(result: CallToolResult, note: str) -> CallToolResult:
+    """``result`` with ``[note]`` as the first line of its text."""
+    first = result.content[0]
+    assert isinstance(first, TextContent)
+    first.text = f"[{note}]\n{first.text}"
+    return result
+
+
 def _human_size(size: int) -> str:
     if size < 1024:
         return f"{size} bytes"
@@ -796,26 +804,21 @@ class BuiltinTools:
             # "files that mention it" (measured: the embedded model ignored the hint to pass
             # text and looped). Search the contents for it, and say so.
             inner = self.search_files("**/*", pattern, path, False, True, max_results)
-            first = inner.content[0]
-            assert isinstance(first, TextContent)
-            first.text = (
-                f"[no file is named {pattern!r}, so the files' contents were searched for it "
-                f"(as text={pattern!r}, ignore_case=true)]\n{first.text}"
+            return _noted(
+                inner,
+                f"no file is named {pattern!r}, so the files' contents were searched for it "
+                f"(as text={pattern!r}, ignore_case=true)",
             )
-            return inner
-        if text is not None and not matches and glob_to_regex(pattern).pattern != _ALL_FILES:
+        if text is not None and not matches and matcher.pattern != _ALL_FILES:
             # Measured on the embedded model: it searched '*.py' for a word in a .txt file
             # three times. The wider search costs one more walk and answers the question.
             wider = self.search_files("**/*", text, path, regex, ignore_case, max_results)
-            wider_data = wider.structured_content
-            if wider_data and wider_data.get("matches"):
-                first = wider.content[0]
-                assert isinstance(first, TextContent)
-                first.text = (
-                    f"[no file matching {pattern!r} contains {text!r}; searching every file "
-                    f"found these]\n{first.text}"
+            if (wider.structured_content or {}).get("matches"):
+                return _noted(
+                    wider,
+                    f"no file matching {pattern!r} contains {text!r}; searching every file "
+                    "found these",
                 )
-                return wider
         out = self._search_text(data, pattern, text, base_rel, max_results)
         if text is None and (regex or ignore_case):
             # Measured on the embedded model: it sets regex/ignore_case, forgets text, and
@@ -1220,6 +1223,13 @@ def _python_error_hints(
     column 'revenue', then re-ran the same code).
     """
     hints: list[str] = []
+    found: list[dict[str, list[str]]] = []
+
+    def tables() -> dict[str, list[str]]:  # read the CSV headers once, only if needed
+        if not found:
+            found.append(csv_columns(code))
+        return found[0]
+
     if "SyntaxError" in stderr and "\n" not in code.strip():
         hints.append(
             "the code is a single line: put each statement on its own line (a newline "
@@ -1229,13 +1239,13 @@ def _python_error_hints(
     if key:
         missing = key.group(1)[1:-1]
         hint = f"there is no key {key.group(1)}: keys are case-sensitive; use the exact names"
-        tables = csv_columns(code)
-        near = [c for cols in tables.values() for c in cols if c.lower() == missing.strip().lower()]
+        named = tables()
+        near = [c for cols in named.values() for c in cols if c.lower() == missing.strip().lower()]
         if near:
             hint += f"; use {near[0]!r} instead of {key.group(1)}"
-        for name, columns in tables.items():
+        for name, columns in named.items():
             hint += f"; the columns of {name} (its first line) are: {', '.join(map(repr, columns))}"
-        if not tables:
+        if not named:
             hint += " (for a CSV file, the names in its first line)"
         hints.append(hint)
     for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
@@ -1246,21 +1256,21 @@ def _python_error_hints(
         hints.append(
             "csv.DictReader gives one dict per row, and unpacking a dict gives its column "
             f"names, not its values: write 'for row in csv.DictReader(...)' and use "
-            f"row[{_example_column(code, csv_columns)!r}]"
+            f"row[{_example_column(tables())!r}]"
         )
     if _STR_ARITHMETIC.search(stderr):
         hint = "a value is still text (str): values read from a file are strings; convert them"
         hint += " with int(...) or float(...) before adding or comparing them"
         if ".csv" in code.lower() and not unpacked:
-            column = _example_column(code, csv_columns)
+            column = _example_column(tables())
             hint += f", e.g. sum(float(row[{column!r}]) for row in csv.DictReader(f))"
         hints.append(hint)
     return hints
 
 
-def _example_column(code: str, csv_columns: Callable[[str], dict[str, list[str]]]) -> str:
+def _example_column(tables: dict[str, list[str]]) -> str:
     """A real column name for an example (the last one of the first CSV), else 'column'."""
-    for columns in csv_columns(code).values():
+    for columns in tables.values():
         if columns:
             return columns[-1]
     return "column"
