@@ -400,6 +400,27 @@ async def test_a_second_repeat_takes_the_tools_away_for_one_step() -> None:
     assert not answer.partial
 
 
+async def test_a_repeat_is_recognised_when_only_the_timing_differs() -> None:
+    runs = iter(["0.10 s", "0.09 s", "12 ms"])
+
+    async def run(arguments: dict[str, Any]) -> FakeResult:
+        return FakeResult(f"exit code 1 (sandboxed, {next(runs)})\nSyntaxError", is_error=True)
+
+    tools = FakeTools()
+    tools.register(ToolSpec("run", "Run code."), run)
+    call = ToolCall("run", {"code": "for x in y; print(x)"})
+    model = ScriptedModel([call, call, call, "it failed"])
+    messages = conversation()
+    steps = await collect(react(model, tools, messages))
+    first, second, third = tool_messages(messages)
+    assert "0.10 s" in first.content
+    assert second.content.startswith("run returned exactly the same as in step 1;")
+    assert third.content.startswith("You called run again with the same arguments")
+    assert [len(c.tools) for c in model.calls] == [3, 3, 3, 0]
+    answer = final(steps)
+    assert (answer.text, answer.partial) == ("it failed", False)  # no "try again" after
+
+
 async def test_a_tool_call_written_as_text_when_tools_are_gone_ends_partial() -> None:
     call = ToolCall("add", {"a": 1, "b": 2})
     model = ScriptedModel([call, call, call, '{"tool": "add", "arguments": {"a": 1}}'])

@@ -613,6 +613,24 @@ async def test_execute_python_given_a_shell_command_runs_the_script(
 
 
 @needs_bwrap
+async def test_execute_python_runs_one_line_code_unfolded(client: Client, workspace: Path) -> None:
+    (workspace / "sales.csv").write_text("month,revenue\nJan,5\nFeb,9\nMar,7\n")
+    # As the embedded model wrote it (benchmarks/bench_tasks.py, csv-best-month).
+    code = (
+        "with open('sales.csv') as f: lines = f.readlines(); best = {}; "
+        "for line in lines[1:]: month, revenue = line.strip().split(','); "
+        "best[month] = int(revenue); top = max(best, key=best.get); print(top, best[top])"
+    )
+    result = await ok(client, "execute_python", code=code)
+    assert data(result)["stdout"] == "Feb 9\n"
+    assert "ran with one statement per line" in text(result)
+    assert "\n    for line in lines[1:]:\n        month, revenue" in text(result)
+    assert "\n    top = max(best, key=best.get)" in text(result)
+    unparsable = await failed(client, "execute_python", code="for x in: print(x)")
+    assert "one statement per line" not in text(unparsable)
+
+
+@needs_bwrap
 async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
     one_line = await failed(client, "execute_python", code="x = 1 print(x)")
     assert "the code is a single line: put each statement on its own line" in text(one_line)

@@ -76,6 +76,9 @@ _ANSWER_NOW = (
     "You called {name} again with the same arguments and got the same result. No more "
     "tool calls: answer the task now from the results above."
 )
+#: Timings in a result ("exit code 1 (sandboxed, 0.10 s)") that differ between two runs of
+#: the same call; left in, they hid a loop on one failing script (three identical calls).
+_TIMING = re.compile(r"\b\d+(?:\.\d+)?\s?(?:ms|s)\b")
 _RETRY_NUDGE = (
     "Your {name} call failed and has not succeeded since. Fix the call as its error says "
     "(for example the path: use paths relative to the workspace) and try again. Only if "
@@ -228,13 +231,14 @@ async def react(
             text = _partial_text(steps, last_useful, why="the model kept calling the same tool")
             yield FinalAnswer(text, partial=True, steps=steps, usage=total)
             return
-        answer_now = False
+        forced, answer_now = answer_now, False
         if response.text.strip():
             last_useful = response.text.strip()
         if not response.tool_calls:
-            if unresolved is not None and not nudged and steps < max_steps:
+            if unresolved is not None and not nudged and not forced and steps < max_steps:
                 # Measured on the embedded model: after a failed call it tends to hand the
-                # error (or the unchanged file) to the user as the answer. One reminder.
+                # error (or the unchanged file) to the user as the answer. One reminder,
+                # but not after "no more tool calls: answer now" (that answer is the one).
                 nudged = True
                 conversation.append(ChatMessage.user(_RETRY_NUDGE.format(name=unresolved)))
                 continue
@@ -245,7 +249,11 @@ async def react(
             yield ToolCallStep(call)
             text, is_error = await _run_tool(tools, call, by_name.get(call.name), specs)
             text = truncate_result(text, max_result_chars)
-            key = (call.name, json.dumps(call.arguments, sort_keys=True, default=str), text)
+            key = (
+                call.name,
+                json.dumps(call.arguments, sort_keys=True, default=str),
+                _TIMING.sub("#", text),
+            )
             repeated = key in seen
             if repeated:
                 # Small models loop on a call whose result they already have; the same

@@ -57,6 +57,7 @@ from octopussy import __version__
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
 from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
+from octopussy.mcp.oneliner import unfold_one_liner
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
 from octopussy.mcp.workspace import Workspace
 
@@ -890,6 +891,9 @@ class BuiltinTools:
                 f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
                 f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
+        unfolded = None if command is not None else unfold_one_liner(code)
+        if unfolded is not None:
+            code = unfolded
         shown = None if command is not None else _print_last_expression(code)
         if shown is not None:
             code = shown
@@ -907,6 +911,14 @@ class BuiltinTools:
             )
         elif not result.ok:
             result.notes.extend(_python_error_hints(code, result.stderr, self._csv_columns))
+        if unfolded is not None:
+            # Told "put each statement on its own line", the embedded model sent the same
+            # line three times; the unfolded code runs instead, and is shown to be reused.
+            result.notes.append(
+                "the code was one line that Python cannot parse (a block such as for/if/with "
+                "after ';'), so it ran with one statement per line, as below; check that "
+                "each block ends where you meant:\n" + unfolded.rstrip("\n")
+            )
         if missing:
             names = ", ".join(missing)
             result.notes.append(
