@@ -177,6 +177,13 @@ async def test_read_file_pages_by_lines_and_by_characters(client: Client, worksp
     past = await error(client, "read_file", path="big.txt", offset=900)
     assert "past the end" in past
     assert "500 lines" in past
+    # A small file cut by a small limit: the footer says the rest fits in one page.
+    (workspace / "config.json").write_text('{\n  "port": 8080,\n  "debug": false\n}\n')
+    one = await ok(client, "read_file", path="config.json", limit=1)
+    assert data(one)["lines_returned"] == 1
+    assert "The other 3 line(s) fit in one page: call read_file with offset=1 and no limit." in (
+        text(one)
+    )
 
 
 async def test_read_file_cuts_very_long_lines(client: Client, workspace: Path) -> None:

@@ -385,12 +385,12 @@ class BuiltinTools:
             used = 0
             cut = 0
             index = -1
-            more = False
+            more = by_limit = False
             for index, line in enumerate(_iter_lines(fd)):
                 if index < offset:
                     continue
                 if limit is not None and len(shown) >= limit:
-                    more = True
+                    more = by_limit = True
                     break
                 display = line
                 if len(line) > MAX_LINE_CHARS:
@@ -418,6 +418,14 @@ class BuiltinTools:
         of_total = f" of {total}" if total is not None else ""
         if size == 0:
             footer = f"[{rel} is empty: 0 bytes]"
+        elif next_offset is not None and by_limit and total is not None and size <= budget:
+            # Measured: given limit=1, the embedded model read a 5-line config.json line by
+            # line, then past its end, and spent 9 of its 10 steps on it.
+            footer = (
+                f"[lines {first}-{last}{of_total} of {rel} ({_human_size(size)}). The other "
+                f"{total - last} line(s) fit in one page: call read_file with "
+                f"offset={next_offset} and no limit.]"
+            )
         elif next_offset is not None:
             footer = (
                 f"[lines {first}-{last}{of_total} of {rel} ({_human_size(size)}). "
