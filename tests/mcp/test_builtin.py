@@ -504,6 +504,7 @@ async def test_search_files_for_text_and_regex(client: Client, workspace: Path) 
     ]
     assert data(found)["skipped_binary"] == 1
     assert "docs/notes.txt:1: TODO: write docs" in text(found)
+    assert "1 match(es) for 'TODO' in 1 file(s): docs/notes.txt (pattern" in text(found)
     regex = await ok(client, "search_files", pattern="*.py", text=r"def \w+\(", regex=True)
     assert [(m["path"], m["line"]) for m in data(regex)["matches"]] == [
         ("src/pkg/core.py", 1),
@@ -535,6 +536,10 @@ async def test_search_files_stops_at_max_results(client: Client, workspace: Path
     assert len(data(result)["matches"]) == 7
     assert data(result)["truncated"] is True
     assert "stopped at max_results=7" in text(result)
+    for n in range(6):
+        (workspace / f"hit{n}.txt").write_text("hit\n")
+    spread = await ok(client, "search_files", text="hit", max_results=20)
+    assert "in 7 file(s) (pattern" in text(spread)  # more than five: not listed by name
 
 
 async def test_search_files_does_not_follow_symlinks_out(client: Client, workspace: Path) -> None:

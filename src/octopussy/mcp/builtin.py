@@ -849,9 +849,12 @@ class BuiltinTools:
             summary = f"{len(data.matches)} file(s) matching {pattern!r} {where}"
         else:
             lines = [f"{m.path}:{m.line}: {m.text}" for m in data.matches]
-            files = len({m.path for m in data.matches})
+            names = list(dict.fromkeys(m.path for m in data.matches))
+            # Named in the summary: asked "which file mentions the octopus?", the embedded
+            # model answered with the matching line and left out the name before it.
+            named = f": {', '.join(names)}" if len(names) <= _NAMED_FILES else ""
             summary = (
-                f"{len(data.matches)} match(es) for {text!r} in {files} file(s) "
+                f"{len(data.matches)} match(es) for {text!r} in {len(names)} file(s){named} "
                 f"(pattern {pattern!r}, {where})"
             )
         if not data.matches:
@@ -1137,6 +1140,8 @@ _RESEND_CHECK_BYTES = 1 << 20
 
 _PATH_HELP = "Relative to the workspace root (an absolute path must lie inside it)."
 _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
+#: Up to this many files with text matches are also listed by name in the summary.
+_NAMED_FILES = 5
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
 _BARE_WORD = re.compile(r"[^\W\d][\w-]{1,63}")
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
