@@ -246,15 +246,55 @@ async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path)
     )
     assert "replaced the file instead of being appended" in text(resent)
     assert (workspace / "log.txt").read_text() == "one\ntwo\nthree\nfour\n"
-    (workspace / "shop.txt").write_text("bread\nflour\nsugar\n")  # 'eggs' was just edited
+    # Run 6: edit_file, then the file as it was before the edit plus the new line.
+    (workspace / "shop.txt").write_text("eggs\nflour\nsugar\n")
+    await ok(client, "edit_file", path="shop.txt", old_text="eggs", new_text="bread")
     older = await ok(
         client, "write_file", path="shop.txt", content="eggs\nflour\nsugar\nbutter\n", append=True
     )
-    assert "only the new line(s) after them were appended" in text(older)
+    assert "only the new line(s) after it were appended" in text(older)
     assert (workspace / "shop.txt").read_text() == "bread\nflour\nsugar\nbutter\n"
+    # Run 7: no edit made; the whole file with the edit and the new line, append=true.
+    (workspace / "list.txt").write_text("eggs\nflour\nsugar\n")
+    edited = await ok(
+        client, "write_file", path="list.txt", content="bread\nflour\nsugar\nbutter\n", append=True
+    )
+    assert "so it replaced the file instead of being appended" in text(edited)
+    assert (workspace / "list.txt").read_text() == "bread\nflour\nsugar\nbutter\n"
+    # A replaced version counts as earlier too (write_file without append).
+    await ok(client, "write_file", path="list.txt", content="milk\nflour\nsugar\n")
+    again = await ok(
+        client,
+        "write_file",
+        path="list.txt",
+        content="bread\nflour\nsugar\nbutter\ntea\n",
+        append=True,
+    )
+    assert (workspace / "list.txt").read_text() == "milk\nflour\nsugar\ntea\n"
+    assert "earlier copy of the file" in text(again)
     (workspace / "other.txt").write_text("a\nb\nc\n")
     await ok(client, "write_file", path="other.txt", content="x\ny\nc\nd\n", append=True)
     assert (workspace / "other.txt").read_text() == "a\nb\nc\nx\ny\nc\nd\n"
+
+
+async def test_write_file_drops_the_line_numbers_read_file_shows(
+    client: Client, workspace: Path
+) -> None:
+    # As the embedded model wrote it in run 7 (the tab of the display turned to spaces).
+    numbered = "     1   bread\n     2   flour\n     3   sugar\n     4   butter"
+    result = await ok(client, "write_file", path="shop.txt", content=numbered)
+    assert "removed the line numbers read_file shows" in text(result)
+    assert (workspace / "shop.txt").read_text() == "bread\nflour\nsugar\nbutter"
+    await ok(client, "write_file", path="one.txt", content="     7\tonly line\n")
+    assert (workspace / "one.txt").read_text() == "only line\n"
+    for kept in (
+        "1 eggs\n2 flour\n",  # a numbered list, not the display
+        "   1  a\n   3  b\n",  # not consecutive
+        "   10 apples",  # one line, not the display's shape
+        "  2024  was a year\n  2025  is another\nand this is prose\n",
+    ):
+        await ok(client, "write_file", path="kept.txt", content=kept)
+        assert (workspace / "kept.txt").read_text() == kept
 
 
 async def test_write_file_strips_a_markdown_fence_except_in_markup(

@@ -42,7 +42,9 @@ import re
 import shlex
 import stat
 import sys
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -359,6 +361,31 @@ class BuiltinTools:
         self.workspace = workspace
         self.sandbox = sandbox
         self.settings = mcp
+        #: Earlier texts of small files this server changed, oldest first, per path (the
+        #: least recently changed path is forgotten first): see ``_resent_copy``.
+        self._earlier: OrderedDict[str, list[str]] = OrderedDict()
+
+    def _remember(self, rel: str, text: str | None) -> None:
+        if text is None or len(text) > _HISTORY_CHARS:
+            return
+        versions = self._earlier.pop(rel, [])
+        if not versions or versions[-1] != text:
+            versions.append(text)
+        self._earlier[rel] = versions[-_HISTORY_VERSIONS:]
+        while len(self._earlier) > _HISTORY_FILES:
+            self._earlier.popitem(last=False)
+
+    def _small_text(self, path: str) -> str | None:
+        """The text of a small existing file (for ``_remember``), None if not one."""
+        try:
+            fd = self.workspace.open(path, os.O_RDONLY)
+        except ToolError:
+            return None
+        with os.fdopen(fd, "rb") as handle:
+            raw = handle.read(_HISTORY_CHARS + 1)
+        if len(raw) > _HISTORY_CHARS:
+            return None
+        return raw.decode("utf-8", errors="replace")
 
     # -- read_file
 
@@ -460,6 +487,12 @@ class BuiltinTools:
         rel = ws.relative(real)
         created = not real.exists()
         notes: list[str] = []
+        unnumbered = _without_line_numbers(content)
+        if unnumbered is not None:
+            # Measured: the embedded model wrote read_file's display ("     1   bread")
+            # into shopping.txt; those numbers are the display's, never the file's.
+            content = unnumbered
+            notes.append("removed the line numbers read_file shows (they are not in files)")
         fenced = _FENCED.match(content)
         if fenced and real.suffix.lower() not in _MARKUP_SUFFIXES:
             # Models wrap file content in a markdown fence; a JSON or Python file with the
@@ -477,6 +510,7 @@ class BuiltinTools:
                 f"{rel} is a data file and this content is Python code, so the file was left "
                 "unchanged; to run code use execute_python (it can open the file by name)"
             )
+        before = None if created or append else self._small_text(path)
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
@@ -496,17 +530,29 @@ class BuiltinTools:
                     )
                     append = False
                 else:
-                    tail = _resent_older_copy(fd, st.st_size, content)
-                    if tail is not None:
+                    copy = _resent_copy(fd, st.st_size, content, self._earlier.get(rel, []))
+                    if copy is not None:
+                        before = copy.current
+                    if copy is not None and copy.tail is not None:
                         # Measured: after an edit_file it appended the file as it was before
                         # the edit plus the new line, undoing nothing but duplicating all.
-                        content = tail
+                        content = copy.tail
                         notes.append(
-                            "content began with an older copy of the file's lines, so only "
-                            "the new line(s) after them were appended (append=true takes only "
-                            "the new text)"
+                            "content began with an earlier copy of the file (before your "
+                            "last change), so only the new line(s) after it were appended "
+                            "(append=true takes only the new text)"
                         )
-                    if os.pread(fd, 1, st.st_size - 1) != b"\n":
+                    elif copy is not None:
+                        # Measured: it sent the whole file with its edit made and the new
+                        # line added, with append=true: the edit is the intent, not a copy.
+                        os.ftruncate(fd, 0)
+                        append = False
+                        notes.append(
+                            "content was the file's lines with some changed and new ones "
+                            "added, so it replaced the file instead of being appended "
+                            "(append=true takes only the new text)"
+                        )
+                    if append and os.pread(fd, 1, st.st_size - 1) != b"\n":
                         content = "\n" + content  # a new line, not glued to the last one
             data = content.encode("utf-8")
             view = memoryview(data)
@@ -515,6 +561,7 @@ class BuiltinTools:
                 view = view[written:]
         finally:
             os.close(fd)
+        self._remember(rel, before)
         if created:
             what = "new file"
         else:
@@ -633,6 +680,7 @@ class BuiltinTools:
             os.ftruncate(fd, len(encoded))
         finally:
             os.close(fd)
+        self._remember(rel, original)
         replaced = count if replace_all else 1
         text = f"Replaced {replaced} occurrence(s) in {rel} (first at line {first_line})."
         return _result(
@@ -1107,23 +1155,66 @@ def _refuse_python_literal_as_json(content: str) -> None:
     )
 
 
-def _resent_older_copy(fd: int, size: int, content: str) -> str | None:
-    """The new lines at the end of ``content`` when it starts with a near copy of the file.
+@dataclass(frozen=True)
+class _Copy:
+    current: str  # the file's text before this write
+    tail: str | None  # what to append: the lines after an earlier copy; None: replace
 
-    Near: the file has at least two lines, ``content`` has more, and at least two thirds
-    of the file's lines are the same, in place, in ``content`` (an edit made since).
+
+def _resent_copy(fd: int, size: int, content: str, earlier: Sequence[str]) -> _Copy | None:
+    """What an append that starts with a copy of the file, not the file as it is, means.
+
+    - ``content`` starts with an earlier text of the file (one this server replaced) and
+      goes on: the model re-sent what it read before its own edit; append only the rest.
+    - Otherwise, a near copy (the file has at least two lines, ``content`` has more, and
+      at least two thirds of the file's lines are the same, in place): the file with the
+      model's changes made and lines added; it replaces the file.
     """
     if size > _RESEND_CHECK_BYTES:
         return None
-    current = os.pread(fd, size, 0).decode("utf-8", errors="replace").splitlines()
+    text = os.pread(fd, size, 0).decode("utf-8", errors="replace")
+    current = text.splitlines()
     given = content.splitlines()
+    for version in reversed(earlier):
+        old = version.splitlines()
+        if len(old) >= 2 and old != current and len(given) > len(old) and given[: len(old)] == old:
+            tail = "\n".join(given[len(old) :])
+            return _Copy(text, tail + "\n" if content.endswith("\n") else tail)
     if len(current) < 2 or len(given) <= len(current):
         return None
     same = sum(a == b for a, b in zip(current, given, strict=False))
     if 3 * same < 2 * len(current):
         return None
-    tail = "\n".join(given[len(current) :])
-    return tail + "\n" if content.endswith("\n") else tail
+    return _Copy(text, None)
+
+
+_NUMBERED_LINE = re.compile(r"( *)(\d{1,7})(?:[\t ]+(.*))?")
+
+
+def _without_line_numbers(content: str) -> str | None:
+    """``content`` without read_file's line-number column, if every line carries it.
+
+    The display is ``f"{n:>6}\\t{line}"``; models copy it with the tab turned to spaces.
+    Taken as that only when the numbers are right-aligned (at least four columns wide) and
+    consecutive over two lines or more, or one line in the display's exact shape.
+    """
+    lines = content.split("\n")
+    end = "\n" if len(lines) > 1 and lines[-1] == "" else ""
+    if end:
+        lines.pop()
+    bodies: list[str] = []
+    numbers: list[int] = []
+    for line in lines:
+        match = _NUMBERED_LINE.fullmatch(line)
+        if match is None or len(match.group(1) + match.group(2)) < 4:
+            return None
+        numbers.append(int(match.group(2)))
+        bodies.append(match.group(3) or "")
+    if not numbers or numbers != list(range(numbers[0], numbers[0] + len(numbers))):
+        return None
+    if len(lines) == 1 and not re.fullmatch(r" *\d{1,7}\t.*", lines[0]):
+        return None
+    return "\n".join(bodies) + end
 
 
 def _resent_whole_file(fd: int, size: int, content: str) -> str | None:
@@ -1135,6 +1226,11 @@ def _resent_whole_file(fd: int, size: int, content: str) -> str | None:
 
 
 _RESEND_CHECK_BYTES = 1 << 20
+#: What ``BuiltinTools._remember`` keeps: files up to this size, so many versions each,
+#: for so many files.
+_HISTORY_CHARS = 64 * 1024
+_HISTORY_VERSIONS = 4
+_HISTORY_FILES = 64
 
 # ---------------------------------------------------------------------- the server
 
