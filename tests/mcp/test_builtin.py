@@ -381,6 +381,25 @@ async def test_edit_file_keeps_windows_line_endings(client: Client, workspace: P
     assert (workspace / "win.txt").read_bytes() == b"1\r\n2\r\nthree\r\n"
 
 
+async def test_edit_file_takes_old_text_copied_with_line_numbers(
+    client: Client, workspace: Path
+) -> None:
+    (workspace / "shop.txt").write_text("eggs\nflour\nsugar\n")
+    result = await ok(
+        client,
+        "edit_file",
+        path="shop.txt",
+        old_text="     1\teggs\n     2\tflour",
+        new_text="     1\tbread\n     2\tflour",
+    )
+    assert "removed the line numbers read_file shows" in text(result)
+    assert (workspace / "shop.txt").read_text() == "bread\nflour\nsugar\n"
+    missing = await error(
+        client, "edit_file", path="shop.txt", old_text="     1\tmilk", new_text="x"
+    )
+    assert "old_text was not found" in missing
+
+
 async def test_edit_file_shrinking_truncates(client: Client, workspace: Path) -> None:
     (workspace / "s.txt").write_text("keep REMOVE-THIS-LONG-PART end\n")
     await ok(client, "edit_file", path="s.txt", old_text=" REMOVE-THIS-LONG-PART", new_text="")

@@ -656,10 +656,17 @@ class BuiltinTools:
                     f"{rel!r} is not UTF-8 text; edit_file only edits text files"
                 ) from None
             old, new = old_text, new_text
+            note = ""
             if "\r\n" in original and "\r\n" not in old and "\n" in old:
                 # The model writes "\n"; the file uses Windows line endings.
                 old, new = old.replace("\n", "\r\n"), new.replace("\n", "\r\n")
             count = original.count(old)
+            unnumbered = _without_line_numbers(old) if count == 0 else None
+            if unnumbered is not None and unnumbered in original:
+                # old_text copied from read_file's display, line numbers and all.
+                old, new = unnumbered, _without_line_numbers(new) or new
+                count = original.count(old)
+                note = " Note: removed the line numbers read_file shows (they are not in files)."
             if count == 0:
                 raise ToolError(self._no_match(rel, original, old_text))
             if count > 1 and not replace_all:
@@ -682,7 +689,7 @@ class BuiltinTools:
             os.close(fd)
         self._remember(rel, original)
         replaced = count if replace_all else 1
-        text = f"Replaced {replaced} occurrence(s) in {rel} (first at line {first_line})."
+        text = f"Replaced {replaced} occurrence(s) in {rel} (first at line {first_line}).{note}"
         return _result(
             text,
             EditFileResult(
