@@ -713,6 +713,8 @@ async def test_execute_python_hints_at_one_line_code_and_missing_imports(client:
     assert "added 'import" not in text(shadowed)
     key = await failed(client, "execute_python", code="row = {'revenue': 1}\nprint(row['Revenue'])")
     assert "there is no key 'Revenue': keys are case-sensitive" in text(key)
+    tool = await failed(client, "execute_python", code="x = 2\nfinal_answer(f'x is {x}')")
+    assert "final_answer is one of your tools, not a Python function: print()" in text(tool)
     other = await failed(client, "execute_python", code="print(undefined_thing)")
     assert "is a module" not in text(other)
 

@@ -1379,6 +1379,14 @@ def _python_error_hints(
     for name in dict.fromkeys(_MISSING_NAME.findall(stderr)):
         if name in sys.stdlib_module_names:
             hints.append(f"{name} is a module: add 'import {name}' as the first line")
+        elif name == "final_answer" or name in BUILTIN_TOOLS:
+            # Measured: the embedded model ended a script with final_answer(f"...") (the
+            # JSON tool mode's answer option, octopussy.llm.jsontools.FINAL_ANSWER).
+            then = "give the answer" if name == "final_answer" else f"call {name}"
+            hints.append(
+                f"{name} is one of your tools, not a Python function: print() the values "
+                f"in the code, then {then} outside it"
+            )
     unpacked = _DICT_ROWS_UNPACKED.search(code)
     if unpacked:
         hints.append(
