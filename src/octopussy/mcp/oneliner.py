@@ -30,6 +30,7 @@ from __future__ import annotations
 import ast
 import io
 import tokenize
+import warnings
 from dataclasses import dataclass, field
 
 __all__ = ["unfold_one_liner"]
@@ -93,7 +94,9 @@ def unfold_one_liner(code: str) -> str | None:
 
 def _parses(source: str) -> bool:
     try:
-        compile(source, "<code>", "exec", dont_inherit=True)
+        with warnings.catch_warnings():  # "invalid decimal literal" and such: not ours
+            warnings.simplefilter("ignore")
+            compile(source, "<code>", "exec", dont_inherit=True)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return False
     return True
@@ -267,6 +270,8 @@ def _parse_item(item: _Item) -> ast.AST | None:
             text = f"try:\n    pass\n{text}"
         text += "\n    pass"
     try:
-        return ast.parse(text)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return ast.parse(text)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
