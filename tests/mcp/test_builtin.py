@@ -442,10 +442,6 @@ async def test_write_file_does_not_replace_valid_json_with_text(
     assert 'new_text=\'"name": "prod"\'' in named
     unknown = await error(client, "write_file", path="config.json", content="debug: true")
     assert "here: edit_file" not in unknown
-    partial = await error(client, "write_file", path="config.json", content='{"port": 9090}')
-    assert "this would remove 'name' from config.json" in partial
-    assert "new_text='\"port\": 9090'" in partial
-    assert (workspace / "config.json").read_text() == config
     await ok(client, "write_file", path="config.json", content='{"name": "x", "port": 9090}')
     assert json.loads((workspace / "config.json").read_text()) == {"name": "x", "port": 9090}
     await ok(client, "write_file", path="config.json", content='{"other": 1}')  # a new object
@@ -453,6 +449,26 @@ async def test_write_file_does_not_replace_valid_json_with_text(
     (workspace / "draft.json").write_text("not json yet")
     await ok(client, "write_file", path="draft.json", content="still a draft")
     await ok(client, "write_file", path="new.json", content="{ template }")
+
+
+async def test_write_file_merges_an_object_with_only_the_changed_keys(
+    client: Client, workspace: Path
+) -> None:
+    config = '{\n  "name": "demo",\n  "port": 8080,\n  "debug": false\n}\n'
+    (workspace / "config.json").write_text(config)
+    # As the embedded model sent it twice in run 8, for "change the port to 9090".
+    result = await ok(client, "write_file", path="config.json", content='{"port": 9090}')
+    assert (workspace / "config.json").read_text() == config.replace("8080", "9090")
+    assert "only that value was changed and 'name', 'debug' kept" in text(result)
+    # Keys left out and nothing changed: a deletion, written as given.
+    await ok(client, "write_file", path="config.json", content='{"name": "demo", "port": 9090}')
+    assert json.loads((workspace / "config.json").read_text()) == {"name": "demo", "port": 9090}
+    # A value the text does not hold exactly once cannot be edited in place: refused.
+    listed = '{"hosts": [\n  "a",\n  "b"\n], "port": 1}\n'
+    (workspace / "hosts.json").write_text(listed)
+    refused = await error(client, "write_file", path="hosts.json", content='{"hosts": ["c"]}')
+    assert "this would remove 'port' from hosts.json" in refused
+    assert (workspace / "hosts.json").read_text() == listed
 
 
 # ------------------------------------------------------------------ list_directory

@@ -502,7 +502,10 @@ class BuiltinTools:
         if real.suffix.lower() == ".json" and not append:
             _refuse_python_literal_as_json(content)
             if not created:
-                self._refuse_breaking_json(path, rel, content)
+                merged = self._guard_json(path, rel, content)
+                if merged is not None:
+                    content, note = merged
+                    notes.append(note)
         if not created and real.suffix.lower() in _DATA_SUFFIXES and _looks_like_code(content):
             # Measured on the embedded model: it wrote its failing script over sales.csv,
             # three times; the user's data was gone and the answer made up.
@@ -571,11 +574,16 @@ class BuiltinTools:
             text += " Note: " + "; ".join(notes) + "."
         return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
 
-    def _refuse_breaking_json(self, path: str, rel: str, content: str) -> None:
-        """Refuse to replace a valid JSON file with text that is not JSON.
+    def _guard_json(self, path: str, rel: str, content: str) -> tuple[str, str] | None:
+        """Keep a valid JSON file's settings when a write would lose them by mistake.
 
         Measured on the embedded model: asked to change a port, it overwrote config.json
-        with "port: 9090", and the user's other settings were gone.
+        with "port: 9090" (not JSON: refused, the file unchanged, the error gives the
+        edit_file texts), and with ``{"port": 9090}``: an object with only some of the
+        keys, changing a value. Told to use edit_file, it sent the same object again, so
+        such an object is merged into the file (``(content, note)``): only the values it
+        changes are edited in the file's own text, the rest stays as it was. An object
+        with some keys left out and no value changed is a deletion, written as given.
         """
         new_value: object = None
         problem: str | None = None
@@ -586,31 +594,41 @@ class BuiltinTools:
         try:
             fd = self.workspace.open(path, os.O_RDONLY)
         except ToolError:
-            return
+            return None
         with os.fdopen(fd, "rb") as handle:
             current = handle.read(_JSON_GUARD_BYTES + 1)
         if len(current) > _JSON_GUARD_BYTES:
-            return
+            return None
         try:
             value = json.loads(current)
         except ValueError:
-            return  # it was not JSON before either: nothing to protect
+            return None  # it was not JSON before either: nothing to protect
         if problem is None:
-            # Valid JSON, but an object that keeps only some of the keys and changes one:
-            # measured, "change the port" became {"port": 9090} and the rest was gone.
             if not (isinstance(value, dict) and isinstance(new_value, dict) and new_value):
-                return
+                return None
             dropped = [key for key in value if key not in new_value]
             if not dropped or any(key not in value for key in new_value):
-                return
+                return None
+            changed = [key for key in new_value if new_value[key] != value[key]]
+            if not changed:
+                return None  # keys left out, nothing changed: a deletion
+            text = current.decode("utf-8", errors="replace")
+            merged = _json_merged(text, value, {key: new_value[key] for key in changed})
             names = ", ".join(map(repr, dropped[:8]))
+            if merged is not None:
+                return merged, (
+                    f"the content had only {', '.join(map(repr, new_value))} of {rel}'s keys, "
+                    f"so only {'that value was' if len(changed) == 1 else 'those values were'} "
+                    f"changed and {names} kept (write_file replaces a whole file; to change "
+                    "one value use edit_file)"
+                )
             message = (
                 f"this would remove {names} from {rel} (the new content has only "
                 f"{', '.join(map(repr, new_value))}), so the file was left unchanged; to "
                 "change a value use edit_file on its line, or write the whole object with "
                 "every key"
             )
-            key = next(iter(new_value))
+            key = changed[0]
             content = f"{key}: {json.dumps(new_value[key], ensure_ascii=False)}"
         else:
             message = (
@@ -1117,6 +1135,25 @@ _JSON_GUARD_BYTES = 4 * 1024 * 1024
 
 
 _KEY_VALUE = re.compile(r"""^\s*["']?([\w.-]+)["']?\s*[:=]\s*(.+?)\s*,?\s*$""")
+
+
+def _json_merged(text: str, value: dict[str, Any], changes: dict[str, Any]) -> str | None:
+    """``text`` (the JSON object ``value``) with the top-level ``changes`` made in place,
+    keeping its layout; None when a value cannot be found exactly once in the text."""
+    for key, new in changes.items():
+        old = json.dumps(value[key], ensure_ascii=False)
+        pattern = re.compile(rf"{re.escape(json.dumps(key))}\s*:\s*{re.escape(old)}")
+        found = list(pattern.finditer(text))
+        if len(found) != 1:
+            return None
+        start, end = found[0].span()
+        head = found[0].group(0)[: len(found[0].group(0)) - len(old)]
+        text = text[:start] + head + json.dumps(new, ensure_ascii=False) + text[end:]
+    try:
+        merged_ok = json.loads(text) == {**value, **changes}
+    except ValueError:
+        return None
+    return text if merged_ok else None
 
 
 def _json_edit_for(text: str, value: object, content: str) -> tuple[str, str] | None:
