@@ -560,10 +560,27 @@ async def test_search_files_by_pattern(client: Client) -> None:
 
 async def test_search_files_by_a_bare_word_searches_the_contents(client: Client) -> None:
     result = await ok(client, "search_files", pattern="demo")
-    assert text(result).startswith("[no file is named 'demo', so the files' contents were")
+    assert text(result).startswith("[no file name matches 'demo', so the files' contents")
     assert data(result)["matches"][0]["path"] == "README.md"
     nothing = await ok(client, "search_files", pattern="zebra")
     assert "No matches" in text(nothing)
+    # As the embedded model sent it in run 8: a word dressed as a glob, and text="".
+    for pattern, word, where in (
+        ("*demo*", "demo", "README.md"),
+        ("**/*demo*", "demo", "README.md"),
+        ("*.return", "return", "src/pkg/core.py"),  # longer than a file extension
+    ):
+        dressed = await ok(client, "search_files", pattern=pattern, text="")
+        assert text(dressed).startswith(
+            f"[no file name matches {pattern!r}, so the files' contents were searched for {word!r}"
+        )
+        assert data(dressed)["matches"][0]["path"] == where
+    for extension in ("*.rs", "*.demo"):  # extension-like: file names only
+        names = await ok(client, "search_files", pattern=extension)
+        assert "No matches" in text(names)
+        assert "contents were searched" not in text(names)
+    listing = await ok(client, "search_files", pattern="*.md", text="")  # "" is no text
+    assert [m["path"] for m in data(listing)["matches"]] == ["README.md"]
 
 
 async def test_search_files_says_when_regex_is_given_without_text(client: Client) -> None:

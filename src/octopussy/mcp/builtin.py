@@ -822,9 +822,9 @@ class BuiltinTools:
             )
         matcher = glob_to_regex(pattern)
         needle: re.Pattern[str] | None = None
+        if text == "":
+            text = None  # measured: the embedded model fills every optional string with ""
         if text is not None:
-            if text == "":
-                raise ToolError("text is empty; leave it out to list files by pattern only")
             flags = re.IGNORECASE if ignore_case else 0
             try:
                 needle = re.compile(text if regex else re.escape(text), flags)
@@ -881,15 +881,16 @@ class BuiltinTools:
             skipped_binary=skipped_binary,
             skipped_large=skipped_large,
         )
-        if text is None and not matches and _BARE_WORD.fullmatch(pattern):
+        word = _pattern_word(pattern) if text is None and not matches else None
+        if word is not None:
             # A bare word as the pattern finds only a file named exactly that; models mean
             # "files that mention it" (measured: the embedded model ignored the hint to pass
-            # text and looped). Search the contents for it, and say so.
-            inner = self.search_files("**/*", pattern, path, False, True, max_results)
+            # text and looped; later it sent '*.octopus'). Search the contents, and say so.
+            inner = self.search_files("**/*", word, path, False, True, max_results)
             return _noted(
                 inner,
-                f"no file is named {pattern!r}, so the files' contents were searched for it "
-                f"(as text={pattern!r}, ignore_case=true)",
+                f"no file name matches {pattern!r}, so the files' contents were searched "
+                f"for {word!r} (as text={word!r}, ignore_case=true)",
             )
         if text is not None and not matches and matcher.pattern != _ALL_FILES:
             # Measured on the embedded model: it searched '*.py' for a word in a .txt file
@@ -1284,6 +1285,20 @@ _FENCED = re.compile(r"\A\s*```[\w+.-]*[ \t]*\n(.*?)\n?```\s*\Z", re.DOTALL)
 _NAMED_FILES = 5
 _MARKUP_SUFFIXES = frozenset({".md", ".markdown", ".mdx", ".rst", ".txt"})
 _BARE_WORD = re.compile(r"[^\W\d][\w-]{1,63}")
+#: A word in a pattern that names no file: '*.octopus' (longer than an extension) or
+#: '*octopus*'; see ``_pattern_word``.
+_GLOB_WORD = re.compile(r"(?:\*\*/)?\*(?:\.([^\W\d][\w-]{5,63})|([^\W\d][\w-]{2,63})\*)")
+
+
+def _pattern_word(pattern: str) -> str | None:
+    """The word a name pattern that matched nothing was most likely meant to find inside
+    files: the pattern itself when a bare word, or the word in '*.octopus' / '*octopus*'."""
+    if _BARE_WORD.fullmatch(pattern):
+        return pattern
+    match = _GLOB_WORD.fullmatch(pattern)
+    return (match.group(1) or match.group(2)) if match else None
+
+
 _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[^\n]*)?)\s*\Z")
 
 
