@@ -732,12 +732,17 @@ async def test_execute_python_runs_one_line_code_unfolded(client: Client, worksp
     assert "\n    top = max(best, key=best.get)" in text(result)
     unparsable = await failed(client, "execute_python", code="for x in: print(x)")
     assert "one statement per line" not in text(unparsable)
+    broken = await ok(client, "execute_python", code="x = 3\nprint(f'x is\n{x}')")
+    assert data(broken)["stdout"] == "x is\n3\n"
+    assert "a line break inside a '...' string cannot be Python" in text(broken)
 
 
 @needs_bwrap
 async def test_execute_python_hints_at_one_line_code_and_missing_imports(client: Client) -> None:
-    one_line = await failed(client, "execute_python", code="x = 1 print(x)")
+    one_line = await failed(client, "execute_python", code="x = 1 print(x) y = (")
     assert "the code is a single line: put each statement on its own line" in text(one_line)
+    joined = await ok(client, "execute_python", code="x = 1 print(x)")  # read as two lines
+    assert data(joined)["stdout"] == "1\n"
     missing = await ok(client, "execute_python", code="print(csv.__name__, math.pi > 3)")
     assert data(missing)["stdout"] == "csv True\n"
     assert "added 'import csv, math' as line 1" in text(missing)

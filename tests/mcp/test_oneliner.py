@@ -7,7 +7,7 @@ import io
 
 import pytest
 
-from octopussy.mcp.oneliner import unfold_one_liner
+from octopussy.mcp.oneliner import repair_python, unfold_one_liner
 
 
 def run(code: str) -> str:
@@ -95,3 +95,44 @@ def test_the_unfolded_scripts_compute_what_was_meant() -> None:
 )
 def test_leaves_alone_what_it_cannot_or_need_not_repair(code: str) -> None:
     assert unfold_one_liner(code) is None
+
+
+def test_a_missing_semicolon_between_statements_is_read_as_one() -> None:
+    # As the embedded model wrote it (run 9, csv-total), csv import left out.
+    line = "total = sum(int(r['n']) for r in [{'n': '2'}, {'n': '3'}]) print(total)"
+    assert unfold_one_liner(line) == (
+        "total = sum(int(r['n']) for r in [{'n': '2'}, {'n': '3'}])\nprint(total)\n"
+    )
+    assert unfold_one_liner("from math import pi r = 2 print(pi * r)") == (
+        "from math import pi\nr = 2\nprint(pi * r)\n"
+    )
+    # Words that continue a statement do not cut it.
+    assert unfold_one_liner("x = 1 if True else 2 print(x, 'a' 'b')") == (
+        "x = 1 if True else 2\nprint(x, 'a' 'b')\n"
+    )
+
+
+def test_a_line_break_inside_a_string_is_read_as_the_escape() -> None:
+    # Run 9, csv-best-month: "\n" inside an f-string, one JSON escape too few.
+    code = "m, t = 'March', 1830\nprint(f'best: {m}\n total: {t}')\nprint('done')"
+    repair = repair_python(code)
+    assert repair is not None
+    assert (repair.line_breaks_escaped, repair.unfolded) == (True, False)
+    assert run(repair.code) == "best: March\n total: 1830\ndone\n"
+    both = repair_python("t = 0; for i in range(3): t += i; print(f'{t}\n')")
+    assert both is not None
+    assert (both.line_breaks_escaped, both.unfolded) == (True, True)
+    assert run(both.code) == "3\n\n"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "print('ok')\n",  # nothing to repair
+        "print('never closed)\nprint(2)",  # an open string: not a line break in one
+        "print(r'raw\nbreak')",  # a raw string: \n would mean something else there
+        "s = '''a\nb'''\nprint(s 1)",  # triple quotes may hold line breaks; the error is elsewhere
+    ],
+)
+def test_repair_leaves_alone_what_it_cannot_read(code: str) -> None:
+    assert repair_python(code) is None

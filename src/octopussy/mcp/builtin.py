@@ -59,7 +59,7 @@ from octopussy import __version__
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
 from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
-from octopussy.mcp.oneliner import unfold_one_liner
+from octopussy.mcp.oneliner import repair_python
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
 from octopussy.mcp.workspace import Workspace
 
@@ -976,9 +976,9 @@ class BuiltinTools:
                 f"import runpy, sys\nsys.argv = {[script, *args]!r}\n"
                 f"runpy.run_path({script!r}, run_name='__main__')\n"
             )
-        unfolded = None if command is not None else unfold_one_liner(code)
-        if unfolded is not None:
-            code = unfolded
+        repair = None if command is not None else repair_python(code)
+        if repair is not None:
+            code = repair.code
         shown = None if command is not None else _print_last_expression(code)
         if shown is not None:
             code = shown
@@ -996,13 +996,18 @@ class BuiltinTools:
             )
         elif not result.ok:
             result.notes.extend(_python_error_hints(code, result.stderr, self._csv_columns))
-        if unfolded is not None:
+        if repair is not None and repair.line_breaks_escaped:
+            result.notes.append(
+                "a line break inside a '...' string cannot be Python, so it was run as the "
+                "escape \\n (in the JSON of the call, write \\\\n for that)"
+            )
+        if repair is not None and repair.unfolded:
             # Told "put each statement on its own line", the embedded model sent the same
             # line three times; the unfolded code runs instead, and is shown to be reused.
             result.notes.append(
                 "the code was one line that Python cannot parse (a block such as for/if/with "
-                "after ';'), so it ran with one statement per line, as below; check that "
-                "each block ends where you meant:\n" + unfolded.rstrip("\n")
+                "after ';', or a missing ';'), so it ran with one statement per line, as "
+                "below; check that each block ends where you meant:\n" + repair.code.rstrip("\n")
             )
         if missing:
             names = ", ".join(missing)

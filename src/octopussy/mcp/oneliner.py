@@ -1,4 +1,4 @@
-"""One-line Python that cannot parse, unfolded into one statement per line.
+"""Python from a model that cannot parse, repaired: one-liners unfolded, broken strings fixed.
 
 Small models put a whole script on one line, joined with ``;``. Python accepts that only
 for simple statements: ``import csv; rows = []; for r in x: ...`` is a SyntaxError at the
@@ -21,6 +21,10 @@ Where a block ends is not written in such a line, so it is inferred:
   ``with``, ``try``, ``def``, ``class``, keep what follows, as Python would.
 - After ``return``, ``raise``, ``break`` or ``continue`` nothing more belongs to that block.
 - ``elif``/``else``/``except``/``finally`` close blocks up to the statement they continue.
+- A name right after a complete operand starts the next statement: the ``;`` was left out
+  (``total = sum(rows) print(total)``, measured in run 9).
+
+``repair_python`` also mends a line break inside a one-quote string (see there).
 
 The result is only a best reading: callers run it and show it (see ``execute_python``).
 """
@@ -29,11 +33,12 @@ from __future__ import annotations
 
 import ast
 import io
+import keyword
 import tokenize
 import warnings
 from dataclasses import dataclass, field
 
-__all__ = ["unfold_one_liner"]
+__all__ = ["Repair", "repair_python", "unfold_one_liner"]
 
 #: Keywords that open a block (``async`` is followed by ``def``/``for``/``with``).
 _HEADERS = frozenset(
@@ -92,6 +97,86 @@ def unfold_one_liner(code: str) -> str | None:
     return unfolded
 
 
+@dataclass(frozen=True)
+class Repair:
+    """Code that parses, made from code that did not, and what was done to it."""
+
+    code: str
+    line_breaks_escaped: bool  # a line break inside a '...' string became \\n
+    unfolded: bool  # one line became one statement per line
+
+
+def repair_python(code: str) -> Repair | None:
+    """``code`` repaired so that it parses, or None (it parses already, or no repair works).
+
+    Two repairs, in this order, each kept only if the result parses:
+
+    - a line break inside a one-quote string literal (never valid Python) becomes the
+      escape ``\\n``: models write ``print(f'total: {t}\\n')`` in the JSON of a tool call,
+      one escape too few, so the string reaches Python broken in two (measured in run 9);
+    - a single line is unfolded into one statement per line (``unfold_one_liner``).
+    """
+    if _parses(code):
+        return None
+    escaped = _escape_line_breaks(code)
+    if escaped is not None and _parses(escaped):
+        return Repair(escaped, line_breaks_escaped=True, unfolded=False)
+    base = escaped if escaped is not None else code
+    unfolded = unfold_one_liner(base)
+    if unfolded is None:
+        return None
+    return Repair(unfolded, line_breaks_escaped=escaped is not None, unfolded=True)
+
+
+def _escape_line_breaks(code: str) -> str | None:
+    """``code`` with every line break inside a one-quote string written as ``\\n``; None
+    when there is none, or a string is raw or left open (nothing safe to change)."""
+    out: list[str] = []
+    i, n = 0, len(code)
+    quote: str | None = None
+    raw = changed = False
+    while i < n:
+        char = code[i]
+        if quote is None:
+            if char == "#":
+                end = code.find("\n", i)
+                end = n if end < 0 else end
+                out.append(code[i:end])
+                i = end
+                continue
+            if char in "'\"":
+                start = i
+                while start > 0 and code[start - 1].isalnum():
+                    start -= 1
+                raw = "r" in code[start:i].lower()
+                quote = char * 3 if code.startswith(char * 3, i) else char
+                out.append(quote)
+                i += len(quote)
+                continue
+            out.append(char)
+            i += 1
+            continue
+        if char == "\\" and i + 1 < n:
+            out.append(code[i : i + 2])
+            i += 2
+        elif code.startswith(quote, i):
+            out.append(quote)
+            i += len(quote)
+            quote = None
+        elif char == "\n" and len(quote) == 1:
+            if raw:
+                return None
+            out.append("\\n")
+            changed = True
+            i += 1
+        else:
+            out.append(char)
+            i += 1
+    if quote is not None or not changed:
+        return None
+    return "".join(out)
+
+
 def _parses(source: str) -> bool:
     try:
         with warnings.catch_warnings():  # "invalid decimal literal" and such: not ours
@@ -117,12 +202,27 @@ def _split(line: str) -> list[_Item] | None:
     in_header = False
     lambdas = 0  # lambdas open in the current header (each takes one colon)
     first = True  # the next significant token starts an item
+    previous: tokenize.TokenInfo | None = None
     for token in tokens:
         if token.type in (tokenize.NEWLINE, tokenize.NL, tokenize.ENDMARKER, tokenize.COMMENT):
             continue
         if token.type in (tokenize.INDENT, tokenize.DEDENT):
             continue
         column = token.start[1]
+        if (
+            not first
+            and depth == 0
+            and not in_header
+            and previous is not None
+            and _ends_operand(previous)
+            and token.type == tokenize.NAME
+            and token.string not in _JOINING_WORDS
+        ):
+            # "total = sum(rows) print(total)": a name right after a complete operand can
+            # only start the next statement (the ';' was left out).
+            items.append(_Item(line[start:column].strip(), header=False))
+            first = True
+        previous = token
         if first:
             start = column
             first = False
@@ -158,6 +258,18 @@ def _split(line: str) -> list[_Item] | None:
     if items and items[-1].header:
         return None  # a header with no body
     return items
+
+
+#: Words that may follow an operand inside one statement (so never start the next one).
+_JOINING_WORDS = frozenset({"if", "else", "in", "is", "not", "and", "or", "as", "from", "import"})
+
+
+def _ends_operand(token: tokenize.TokenInfo) -> bool:
+    if token.type in (tokenize.NUMBER, tokenize.STRING):
+        return True
+    if token.type == tokenize.NAME:
+        return not keyword.iskeyword(token.string) or token.string in ("True", "False", "None")
+    return token.type == tokenize.OP and token.string in ")]}"
 
 
 # --------------------------------------------------------------------------- indentation
