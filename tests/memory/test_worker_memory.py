@@ -124,6 +124,20 @@ class NoTools:
         return ToolResult(f"unknown tool {name!r}", is_error=True)
 
 
+class FailingTool:
+    """One tool, ``run``, that always fails."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec("run", "Run code.", {"type": "object", "properties": {}})]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResult:
+        self.calls += 1
+        return ToolResult("exit code 1: SyntaxError", is_error=True)
+
+
 def recording_model(answer: str) -> FunctionModel:
     return FunctionModel(lambda _messages, _info: answer)
 
@@ -256,6 +270,18 @@ async def test_only_complete_answers_are_stored(
         await add_task(store, "t2", "Fail")
     )
     assert await notes.memory.count() == 0
+    # An answer given after a tool failed (and never succeeded since) may be made up.
+    failing = FailingTool()
+    made_up = "The total is 7575."
+    after_failure = ScriptedModel([ToolCall("run", {"code": "x"}), made_up, made_up])
+    await Worker(
+        "w2", bus=bus, store=store, model=after_failure, tools=failing, long_term=notes
+    ).run_task(await add_task(store, "t4", "Total the CSV"))
+    answered = await store.get_task("t4")
+    assert answered is not None
+    assert answered.status is TaskStatus.DONE  # answered (after the retry reminder) ...
+    assert failing.calls == 1
+    assert await notes.memory.count() == 0  # ... but not kept
     await worker(bus, store, recording_model("done"), notes).run_task(
         await add_task(store, "t3", "Succeed")
     )

@@ -167,12 +167,15 @@ class ToolResultStep:
 
 @dataclass(frozen=True, slots=True)
 class FinalAnswer:
-    """The last step. ``partial`` when ``max_steps`` ran out before the model answered."""
+    """The last step. ``partial`` when ``max_steps`` ran out before the model answered;
+    ``after_failure`` names a tool whose last call failed before the answer (the answer
+    may then be made up: measured, a failed script was followed by an invented total)."""
 
     text: str
     partial: bool
     steps: int
     usage: Usage = field(default_factory=Usage)
+    after_failure: str | None = None
 
 
 Step: TypeAlias = ModelStep | ToolCallStep | ToolResultStep | FinalAnswer
@@ -242,7 +245,9 @@ async def react(
                 nudged = True
                 conversation.append(ChatMessage.user(_RETRY_NUDGE.format(name=unresolved)))
                 continue
-            yield FinalAnswer(response.text, partial=False, steps=steps, usage=total)
+            yield FinalAnswer(
+                response.text, partial=False, steps=steps, usage=total, after_failure=unresolved
+            )
             return
         by_name = {spec.name: spec for spec in specs}
         for call in response.tool_calls:
