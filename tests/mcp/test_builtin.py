@@ -628,6 +628,10 @@ async def test_search_files_stops_at_max_results(client: Client, workspace: Path
     assert len(data(result)["matches"]) == 7
     assert data(result)["truncated"] is True
     assert "stopped at max_results=7" in text(result)
+    exact = await ok(client, "search_files", text="hit", max_results=50)  # exactly 50 hits
+    assert len(data(exact)["matches"]) == 50
+    assert data(exact)["truncated"] is False
+    assert "stopped at max_results" not in text(exact)
     for n in range(6):
         (workspace / f"hit{n}.txt").write_text("hit\n")
     spread = await ok(client, "search_files", text="hit", max_results=20)

@@ -863,13 +863,17 @@ class BuiltinTools:
                         skipped_large += 1
                         continue
                     else:
-                        found = _grep(name, dir_fd, needle, max_results - len(matches))
+                        found = _grep(name, dir_fd, needle, max_results + 1 - len(matches))
                         if found is None:
                             skipped_binary += 1
                             continue
                         for line_no, line in found:
                             matches.append(SearchMatch(path=shown_path, line=line_no, text=line))
-                    if len(matches) >= max_results:
+                    # One past the limit, so "stopped at max_results" is only said when
+                    # there is more (measured: max_results=1 with exactly one match made
+                    # the embedded model repeat the search until it ran out of steps).
+                    if len(matches) > max_results:
+                        del matches[max_results:]
                         truncated = True
                         break
                 if truncated:
