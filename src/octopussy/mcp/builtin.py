@@ -375,17 +375,20 @@ class BuiltinTools:
         while len(self._earlier) > _HISTORY_FILES:
             self._earlier.popitem(last=False)
 
-    def _small_text(self, path: str) -> str | None:
-        """The text of a small existing file (for ``_remember``), None if not one."""
+    def _small_bytes(self, path: str, limit: int) -> bytes | None:
+        """The bytes of an existing file of at most ``limit`` bytes, None if not one."""
         try:
             fd = self.workspace.open(path, os.O_RDONLY)
         except ToolError:
             return None
         with os.fdopen(fd, "rb") as handle:
-            raw = handle.read(_HISTORY_CHARS + 1)
-        if len(raw) > _HISTORY_CHARS:
-            return None
-        return raw.decode("utf-8", errors="replace")
+            raw = handle.read(limit + 1)
+        return None if len(raw) > limit else raw
+
+    def _small_text(self, path: str) -> str | None:
+        """The text of a small existing file (for ``_remember``), None if not one."""
+        raw = self._small_bytes(path, _HISTORY_CHARS)
+        return None if raw is None else raw.decode("utf-8", errors="replace")
 
     # -- read_file
 
@@ -591,13 +594,8 @@ class BuiltinTools:
             new_value = json.loads(content)
         except ValueError as exc:
             problem = str(exc)
-        try:
-            fd = self.workspace.open(path, os.O_RDONLY)
-        except ToolError:
-            return None
-        with os.fdopen(fd, "rb") as handle:
-            current = handle.read(_JSON_GUARD_BYTES + 1)
-        if len(current) > _JSON_GUARD_BYTES:
+        current = self._small_bytes(path, _JSON_GUARD_BYTES)
+        if current is None:
             return None
         try:
             value = json.loads(current)
