@@ -64,7 +64,7 @@ SERVER = """
 import json, os, sys
 from pathlib import Path
 from octopussy.config import MCPSettings, SandboxSettings
-from octopussy.mcp import builtin
+from octopussy.mcp import builtin, pipes
 workspace, limits, pidfile, bwrap = sys.argv[1:5]
 Path(pidfile).write_text(str(os.getpid()))
 sandbox = SandboxSettings.model_validate(json.loads(limits))
@@ -72,7 +72,7 @@ async def serve():
     server = builtin.build_builtin_server(
         workspace=Path(workspace), sandbox=sandbox, mcp=MCPSettings(), bwrap_path=bwrap or None
     )
-    await server.run_stdio_async()
+    await pipes.run_server_stdio(server)
 import anyio
 anyio.run(serve)
 """

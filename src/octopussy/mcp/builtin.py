@@ -60,6 +60,7 @@ from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
 from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
 from octopussy.mcp.oneliner import repair_python
+from octopussy.mcp.pipes import run_server_stdio
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
 from octopussy.mcp.workspace import Workspace
 
@@ -1733,13 +1734,14 @@ async def serve_stdio(
 ) -> None:
     """Serve over stdin/stdout until the client closes stdin.
 
-    While serving, the SDK points fd 1 at stderr, so a stray ``print`` cannot corrupt the
-    wire; logs go wherever logging was configured (stderr or a file, never stdout).
+    The pipes are read and written on the event loop (``octopussy.mcp.pipes``). While
+    serving, fd 1 points at stderr, so a stray ``print`` cannot corrupt the wire; logs go
+    wherever logging was configured (stderr or a file, never stdout).
     """
     server = build_builtin_server(
         workspace=workspace, sandbox=sandbox, mcp=mcp, generated_tools=generated_tools
     )
-    await server.run_stdio_async()
+    await run_server_stdio(server)
 
 
 async def serve_http(
