@@ -523,6 +523,13 @@ class MemorySettings(_Section):
     threshold: float = Field(
         default=0.55, ge=-1, le=1, description="Minimum cosine similarity of a recalled note."
     )
+    tool_threshold: float = Field(
+        default=0.8,
+        ge=-1,
+        le=1,
+        description="The same, for a note whose answer came from tool calls (a file read, a "
+        "script run): those are recalled only for nearly the same request.",
+    )
     max_entries: int = Field(default=5000, ge=1, description="Per role; the oldest go first.")
     max_age_days: float | None = Field(
         default=180, gt=0, description="Older entries are pruned; 0 keeps them forever."

@@ -219,7 +219,12 @@ class Worker(Agent):
             # must not turn it into CANCELLED or QUEUED.
             if final is not None and not final.partial and self.long_term is not None:
                 if final.after_failure is None:
-                    await self.long_term.remember(task_id, _task_text(record), final.text)
+                    await self.long_term.remember(
+                        task_id,
+                        _task_text(record),
+                        final.text,
+                        tools=[call["name"] for call in tool_calls],
+                    )
                 else:
                     # Measured (bench_tasks run 9): a total made up after a failed script
                     # was recalled by the next task on the file (0.715) and given again.

@@ -5,7 +5,17 @@
 
     before a task:  notes.recall(task text) ──► [Memory] ──► notes_message(...) ──► identity
                     "Notes from earlier tasks (may be outdated): - (date, task id) ..."
-    after DONE:     notes.remember(task id, task text, answer) ──► "Task: …\\nResult: …"
+    after DONE:     notes.remember(task id, task text, answer, tools=[names]) ──►
+                    "Task: …\\nResult: …" (metadata "tools": the tools the answer came from)
+
+An answer that came from tool calls (a file read, a script run, a mailbox searched) is a
+snapshot of something the worker can look at again, so its note is recalled only for
+nearly the same request (``tool_threshold``, 0.8 by default), not for every task on the same
+file: measured on the embedded model (docs/benchmarks.md, task success), the note of "which
+month has the highest revenue in sales.csv?" (0.61-0.72 against "what is the total revenue
+in sales.csv?") made the total task answer with the best month in three of four runs. An
+answer given without tools (what the user said, what the model knows) keeps ``threshold``:
+it cannot be looked up again.
 
 Memory is a help, never a dependency: ``TaskNotes`` never raises (except cancellation).
 The first failure (chromadb missing at import, a disk error, a broken model file) is logged
@@ -37,6 +47,7 @@ if TYPE_CHECKING:
 __all__ = [
     "ENABLE_HINT",
     "NOTES_HEADER",
+    "TOOL_THRESHOLD",
     "MemoryBank",
     "TaskNotes",
     "entry_text",
@@ -54,6 +65,8 @@ ENABLE_HINT: Final = (
 #: How much of the task text / final answer one stored entry keeps (characters).
 TASK_CHARS: Final = 500
 ANSWER_CHARS: Final = 1_500
+#: Minimum similarity of a recalled note whose answer came from tool calls (see above).
+TOOL_THRESHOLD: Final = 0.8
 #: How long one recalled note may be in the prompt (characters).
 NOTE_CHARS: Final = 400
 _REQUIRED_MODULES: Final = ("chromadb", "numpy", "tokenizers")
@@ -98,13 +111,17 @@ def unavailable_reason() -> str | None:
 class TaskNotes:
     """A role's long-term memory as workers use it; no method raises (but cancellation).
 
-    ``k`` notes at most are recalled per task (0: store only, recall nothing).
+    ``k`` notes at most are recalled per task (0: store only, recall nothing). A note whose
+    answer came from tools needs a similarity of at least ``tool_threshold`` (see above).
     """
 
-    def __init__(self, memory: LongTermMemory, *, k: int = 3) -> None:
+    def __init__(
+        self, memory: LongTermMemory, *, k: int = 3, tool_threshold: float = TOOL_THRESHOLD
+    ) -> None:
         self.memory = memory
         self.role = memory.role
         self.k = k
+        self.tool_threshold = tool_threshold
         self.failed = False
         self._pruned = False
         self._prune_lock = asyncio.Lock()
@@ -115,18 +132,36 @@ class TaskNotes:
             return []
         try:
             await self._prune_once()
-            return await self.memory.recall(text, k=self.k)
+            # Twice as many, so that notes held back below do not crowd out the others.
+            hits = await self.memory.recall(text, k=2 * self.k)
         except Exception as exc:  # never fail the task: chromadb, disk, model, our bug
             self._fail("recall", exc)
             return []
+        kept = [m for m in hits if not m.metadata.get("tools") or m.score >= self.tool_threshold]
+        if len(kept) < len(hits):
+            log.debug(
+                "memory %r: %d note(s) from tool answers below %.2f not recalled",
+                self.role,
+                len(hits) - len(kept),
+                self.tool_threshold,
+            )
+        return kept[: self.k]
 
-    async def remember(self, task_id: str, task_text: str, answer: str) -> str | None:
-        """Store what a finished task found; the entry id, or None when not stored."""
+    async def remember(
+        self, task_id: str, task_text: str, answer: str, *, tools: Sequence[str] = ()
+    ) -> str | None:
+        """Store what a finished task found; the entry id, or None when not stored.
+
+        ``tools``: the tools the task called (their names are kept with the entry).
+        """
         if self.failed or not answer.strip():
             return None
+        metadata = {"tools": ",".join(sorted(set(tools)))} if tools else None
         try:
             await self._prune_once()
-            return await self.memory.add(entry_text(task_text, answer), task_id=task_id)
+            return await self.memory.add(
+                entry_text(task_text, answer), task_id=task_id, metadata=metadata
+            )
         except Exception as exc:
             self._fail("store", exc)
             return None
@@ -180,6 +215,7 @@ class MemoryBank:
         enabled: bool = True,
         recall_k: int = 3,
         threshold: float = 0.55,
+        tool_threshold: float = TOOL_THRESHOLD,
         max_entries: int = 5000,
         max_age_days: float | None = 180,
         encoder: TextEncoder | None = None,
@@ -188,6 +224,7 @@ class MemoryBank:
         self.enabled = enabled
         self.recall_k = recall_k
         self.threshold = threshold
+        self.tool_threshold = tool_threshold
         self.max_entries = max_entries
         self.max_age_days = max_age_days
         self._encoder = encoder
@@ -202,6 +239,7 @@ class MemoryBank:
             enabled=settings.enabled,
             recall_k=settings.recall_k,
             threshold=settings.threshold,
+            tool_threshold=settings.tool_threshold,
             max_entries=settings.max_entries,
             max_age_days=settings.max_age_days,
         )
@@ -242,7 +280,9 @@ class MemoryBank:
                 max_entries=self.max_entries,
                 max_age_days=self.max_age_days,
             )
-            notes = self._notes[role] = TaskNotes(memory, k=self.recall_k)
+            notes = self._notes[role] = TaskNotes(
+                memory, k=self.recall_k, tool_threshold=self.tool_threshold
+            )
         return notes
 
     async def close(self) -> None:
