@@ -267,6 +267,33 @@ async def test_a_description_that_changes_quoted_text_is_replaced_by_the_users_w
     assert desk.tasks == [text, "In essay.txt replace 'colour' (notes.txt)"]
 
 
+async def test_a_description_that_invents_a_name_is_replaced_by_the_users_words() -> None:
+    asked = "Which file in the workspace mentions the octopus?"
+    total = "What is the total revenue in sales.csv?"
+    model = ScriptedModel(
+        [
+            # Measured on the embedded model: a folder and CSV columns nobody mentioned.
+            ToolCall("create_task", {"description": "Find the file in the 'data' directory"}),
+            ToolCall("create_task", {"description": "Sum 'amount' in data/sales.csv"}),
+            # Names from the message (any case, quotes added) or the conversation are fine.
+            ToolCall("create_task", {"description": "Sum the 'Revenue' column of sales.csv"}),
+            ToolCall("create_task", {"description": "Open 'sales.csv' and add notes.txt"}),
+        ]
+    )
+    coordinator, desk = routed(model)
+    await coordinator.chat(asked)
+    await coordinator.chat(total)
+    await coordinator.chat(total)
+    coordinator.memory.append(ChatMessage.assistant("[task t1 result] notes.txt has 7 lines"))
+    await coordinator.chat("now do the same with sales.csv too")
+    assert desk.tasks == [
+        asked,
+        total,
+        "Sum the 'Revenue' column of sales.csv",
+        "Open 'sales.csv' and add notes.txt",
+    ]
+
+
 async def test_several_actions_in_one_decision() -> None:
     calls = [
         ToolCall("create_task", {"description": "write a.txt"}),

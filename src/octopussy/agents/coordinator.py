@@ -69,6 +69,21 @@ _FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
 #: Quoted text ("a", 'colour', `x`): exact values a description must keep as they are.
 #: A quote inside a word (don't, it's) is an apostrophe, not a quote.
 _QUOTED = re.compile(r"(?<!\w)([\"'`])[^\"'`\n]{1,80}?\1(?!\w)")
+
+
+def _named(text: str) -> list[str]:
+    """The file names and quoted values in ``text`` (quotes removed)."""
+    return [*_FILE_NAME.findall(text), *(m.group(0)[1:-1].strip() for m in _QUOTED.finditer(text))]
+
+
+def _mentioned(value: str, *texts: str) -> bool:
+    """Whether ``value`` appears as a whole word (any case) in one of ``texts``."""
+    if not value:
+        return True
+    found = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+    return any(found.search(text) for text in texts)
+
+
 #: A message that mentions a file or code is most likely work for a worker: the decision
 #: is then asked with tools preferred (``ModelSettings.prefer_tools``). The model still
 #: decides; this only undoes a small model's habit of answering file questions itself.
@@ -395,7 +410,7 @@ class Coordinator(Agent):
         alone = len(calls) == 1
         for call in calls:
             if call.name == CREATE_TASK.name:
-                description = self._description(text, call.arguments, alone)
+                description = self._description(text, call.arguments, alone, self._said())
                 task = await self.desk.create_task(description)
                 turn.task_ids.append(task.id)
                 lines.append(f"Task assigned (ID: {task.id}).")
@@ -410,17 +425,35 @@ class Coordinator(Agent):
         turn.text = "\n".join(lines)
         return turn
 
-    @staticmethod
-    def _description(text: str, arguments: dict[str, Any], alone: bool) -> str:
-        """The model's task description, or the user's own words when the model's is empty
-        or loses a file name or quoted text the user gave (small models do both, and turn
-        "a" into 'a')."""
+    def _said(self) -> str:
+        """Everything in the conversation so far (what a description may draw on)."""
+        return "\n".join(message.content for message in self.history)
+
+    def _description(
+        self, text: str, arguments: dict[str, Any], alone: bool, context: str = ""
+    ) -> str:
+        """The model's task description, or the user's own words when the model's is empty,
+        loses a file name or quoted text the user gave (small models do both, and turn "a"
+        into 'a'), or names a file, folder or quoted value that neither the message nor the
+        conversation has (measured on the embedded model: "in the 'data' directory", the
+        columns 'product' and 'amount' of a CSV it had not read; the worker then looked for
+        what was never there)."""
         description = str(arguments.get("description") or "").strip()
         if not description:
             return text
         if alone:
             exact = [*_FILE_NAME.findall(text), *(m.group(0) for m in _QUOTED.finditer(text))]
             if any(value not in description for value in exact):
+                return text
+            invented = [
+                value for value in _named(description) if not _mentioned(value, text, context)
+            ]
+            if invented:
+                self.log.info(
+                    "the task description names %s, which the user did not: the user's own "
+                    "words are the task",
+                    ", ".join(repr(value) for value in invented),
+                )
                 return text
         return description
 
@@ -430,7 +463,7 @@ class Coordinator(Agent):
         if not spec:
             raise _Undecided("schedule_task without a schedule")
         try:
-            description = self._description(text, arguments, alone)
+            description = self._description(text, arguments, alone, self._said())
             scheduled = await self.desk.schedule_task(description, spec)
         except ConfigError as exc:
             return f"I could not schedule that: {exc}"
