@@ -406,6 +406,28 @@ async def test_edit_file_shrinking_truncates(client: Client, workspace: Path) ->
     assert (workspace / "s.txt").read_text() == "keep end\n"
 
 
+async def test_write_file_asks_once_before_a_new_folder_beside_an_existing_file(
+    client: Client, workspace: Path
+) -> None:
+    config = '{\n  "name": "demo",\n  "port": 8080\n}\n'
+    (workspace / "config.json").write_text(config)
+    # Measured: "change config.json in the user's workspace" became user/config.json.
+    message = await error(client, "write_file", path="user/config.json", content='{"port": 1}')
+    assert "no folder user/ in the workspace, but there is config.json" in message
+    assert "path='config.json'" in message
+    assert not (workspace / "user").exists()
+    # Sent again, it is meant: the new folder and file are made.
+    await ok(client, "write_file", path="user/config.json", content='{"port": 1}')
+    assert (workspace / "user" / "config.json").read_text() == '{"port": 1}'
+    assert (workspace / "config.json").read_text() == config
+    # Deeper: the nearest existing file is named, and the first missing folder.
+    message = await error(client, "write_file", path="a/b/src/pkg/core.py", content="x = 1\n")
+    assert "no folder a/ in the workspace, but there is src/pkg/core.py" in message
+    # A new file in a new folder with no namesake, or in an existing folder: no question.
+    await ok(client, "write_file", path="reports/summary.md", content="# Summary\n")
+    await ok(client, "write_file", path="src/config.json", content="{}")
+
+
 async def test_write_file_does_not_put_code_into_a_data_file(
     client: Client, workspace: Path
 ) -> None:

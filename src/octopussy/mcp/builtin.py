@@ -365,6 +365,9 @@ class BuiltinTools:
         #: Earlier texts of small files this server changed, oldest first, per path (the
         #: least recently changed path is forgotten first): see ``_resent_copy``.
         self._earlier: OrderedDict[str, list[str]] = OrderedDict()
+        #: Writes refused by ``_refuse_misplaced_once`` (path, content hash): sent again,
+        #: they go through.
+        self._confirmed: set[tuple[str, int]] = set()
 
     def _remember(self, rel: str, text: str | None) -> None:
         if text is None or len(text) > _HISTORY_CHARS:
@@ -490,6 +493,8 @@ class BuiltinTools:
         real = ws.resolve(path)
         rel = ws.relative(real)
         created = not real.exists()
+        if created and not real.parent.exists():
+            self._refuse_misplaced_once(rel, content)
         notes: list[str] = []
         unnumbered = _without_line_numbers(content)
         if unnumbered is not None:
@@ -577,6 +582,40 @@ class BuiltinTools:
         if notes:
             text += " Note: " + "; ".join(notes) + "."
         return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
+
+    def _refuse_misplaced_once(self, rel: str, content: str) -> None:
+        """Refuse a new file in a new folder when the file exists without that folder.
+
+        Measured on the embedded model: told to change config.json "in the user's
+        workspace", it wrote ``user/config.json`` (folder and file new) and reported the
+        port changed; config.json was untouched. The first such call is refused with the
+        existing path; the same call sent again is taken as meant and goes through.
+        """
+        parts = Path(rel).parts
+        existing = None
+        for start in range(1, len(parts)):
+            candidate = Path(*parts[start:])
+            with contextlib.suppress(ToolError, OSError):
+                if self.workspace.resolve(candidate).is_file():
+                    existing = str(candidate)
+                    break
+        if existing is None:
+            return
+        key = (rel, hash(content))
+        if key in self._confirmed:
+            return
+        self._confirmed.add(key)
+        missing = next(
+            str(Path(*parts[:end]))
+            for end in range(1, len(parts))
+            if not self.workspace.resolve(Path(*parts[:end])).exists()
+        )
+        raise ToolError(
+            f"{rel} was not written: there is no folder {missing}/ in the workspace, but "
+            f"there is {existing}. Paths are relative to the workspace, so to change that "
+            f"file use path={existing!r}. To create {rel} (and its folders) as a new file, "
+            "send the same call again."
+        )
 
     def _guard_json(self, path: str, rel: str, content: str) -> tuple[str, str] | None:
         """Keep a valid JSON file's settings when a write would lose them by mistake.
