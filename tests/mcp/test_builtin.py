@@ -428,6 +428,32 @@ async def test_write_file_asks_once_before_a_new_folder_beside_an_existing_file(
     await ok(client, "write_file", path="src/config.json", content="{}")
 
 
+async def test_write_file_from_a_copy_read_before_an_edit_keeps_the_edit(
+    client: Client, workspace: Path
+) -> None:
+    shopping = workspace / "shopping.txt"
+    shopping.write_text("eggs\nflour\nsugar\n")
+    await ok(client, "read_file", path="shopping.txt")
+    await ok(client, "edit_file", path="shopping.txt", old_text="eggs", new_text="bread")
+    # Measured (run 10): the whole file as first read, plus the new last line.
+    result = await ok(
+        client, "write_file", path="shopping.txt", content="eggs\nflour\nsugar\nbutter\n"
+    )
+    assert shopping.read_text() == "bread\nflour\nsugar\nbutter\n"
+    assert "that change was kept" in text(result)
+    # A write of the text as it was before the edit is a revert: written as given.
+    await ok(client, "write_file", path="shopping.txt", content="eggs\nflour\nsugar\n")
+    assert shopping.read_text() == "eggs\nflour\nsugar\n"
+    # Changes that clash with the edit (the same line): the new content wins.
+    await ok(client, "edit_file", path="shopping.txt", old_text="sugar", new_text="salt")
+    clash = await ok(client, "write_file", path="shopping.txt", content="eggs\nflour\nhoney\n")
+    assert shopping.read_text() == "eggs\nflour\nhoney\n"
+    assert "kept" not in text(clash)
+    # A write based on the file as it is now is untouched.
+    await ok(client, "write_file", path="shopping.txt", content="eggs\nflour\nhoney\ntea\n")
+    assert shopping.read_text() == "eggs\nflour\nhoney\ntea\n"
+
+
 async def test_write_file_does_not_put_code_into_a_data_file(
     client: Client, workspace: Path
 ) -> None:

@@ -34,6 +34,7 @@ import ast
 import codecs
 import contextlib
 import csv
+import difflib
 import errno
 import json
 import logging
@@ -59,6 +60,7 @@ from octopussy import __version__
 from octopussy.config import MCPSettings, SandboxSettings
 from octopussy.errors import ToolError
 from octopussy.mcp.generated import GeneratedToolset, GeneratedToolStore
+from octopussy.mcp.merge3 import merge3
 from octopussy.mcp.oneliner import repair_python
 from octopussy.mcp.pipes import run_server_stdio
 from octopussy.mcp.sandbox import Sandbox, SandboxResult
@@ -523,6 +525,14 @@ class BuiltinTools:
                 "unchanged; to run code use execute_python (it can open the file by name)"
             )
         before = None if created or append else self._small_text(path)
+        if before is not None:
+            kept = self._keep_own_changes(rel, before, content)
+            if kept is not None:
+                content = kept
+                notes.append(
+                    "content was based on the file as it was before your last change to it, "
+                    "so that change was kept and yours were made on top of it"
+                )
         mode = os.O_RDWR | os.O_APPEND if append else os.O_WRONLY | os.O_TRUNC
         fd = ws.open(path, mode | os.O_CREAT, create_parents=True)
         try:
@@ -582,6 +592,30 @@ class BuiltinTools:
         if notes:
             text += " Note: " + "; ".join(notes) + "."
         return _result(text, WriteFileResult(path=rel, bytes_written=len(data), created=created))
+
+    def _keep_own_changes(self, rel: str, current: str, content: str) -> str | None:
+        """``content`` with this server's last changes to the file merged back, or None.
+
+        When the whole file is written from a copy read before an earlier change this
+        server made (an ``edit_file``, a write), writing it as given would undo that
+        change: the two edits are merged (``merge3``) when they touch different lines.
+        Content that is an earlier text exactly is a revert and is written as given, as is
+        content whose changes clash with the file's (its version of those lines wins).
+        """
+        versions = self._earlier.get(rel, [])
+        if content == current or content in versions:
+            return None
+        given = content.splitlines()
+        now = current.splitlines()
+        for base_text in reversed(versions):
+            base = base_text.splitlines()
+            if base == now or _likeness(base, given) <= _likeness(now, given):
+                continue
+            merged = merge3(base, now, given)
+            if merged is None or merged == given:
+                return None
+            return "\n".join(merged) + ("\n" if content.endswith("\n") else "")
+        return None
 
     def _refuse_misplaced_once(self, rel: str, content: str) -> None:
         """Refuse a new file in a new folder when the file exists without that folder.
@@ -1251,6 +1285,11 @@ def _refuse_python_literal_as_json(content: str) -> None:
 class _Copy:
     current: str  # the file's text before this write
     tail: str | None  # what to append: the lines after an earlier copy; None: replace
+
+
+def _likeness(a: Sequence[str], b: Sequence[str]) -> float:
+    """How alike two texts' lines are (0..1, difflib's ratio)."""
+    return difflib.SequenceMatcher(None, a, b, autojunk=False).ratio()
 
 
 def _resent_copy(fd: int, size: int, content: str, earlier: Sequence[str]) -> _Copy | None:
