@@ -508,6 +508,11 @@ async def test_write_file_merges_an_object_with_only_the_changed_keys(
     result = await ok(client, "write_file", path="config.json", content='{"port": 9090}')
     assert (workspace / "config.json").read_text() == config.replace("8080", "9090")
     assert "only that value was changed and 'name', 'debug' kept" in text(result)
+    # Sent again (measured after run 10: three times): a repeat, not a deletion.
+    for _ in range(2):
+        again = await ok(client, "write_file", path="config.json", content='{"port": 9090}')
+        assert (workspace / "config.json").read_text() == config.replace("8080", "9090")
+        assert "already had these values" in text(again)
     # Keys left out and nothing changed: a deletion, written as given.
     await ok(client, "write_file", path="config.json", content='{"name": "demo", "port": 9090}')
     assert json.loads((workspace / "config.json").read_text()) == {"name": "demo", "port": 9090}

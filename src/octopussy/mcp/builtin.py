@@ -370,6 +370,8 @@ class BuiltinTools:
         #: Writes refused by ``_refuse_misplaced_once`` (path, content hash): sent again,
         #: they go through.
         self._confirmed: set[tuple[str, int]] = set()
+        #: The last partial JSON object merged into each file (see ``_guard_json``).
+        self._json_merges: dict[str, str] = {}
 
     def _remember(self, rel: str, text: str | None) -> None:
         if text is None or len(text) > _HISTORY_CHARS:
@@ -682,12 +684,20 @@ class BuiltinTools:
             if not dropped or any(key not in value for key in new_value):
                 return None
             changed = [key for key in new_value if new_value[key] != value[key]]
+            text = current.decode("utf-8", errors="replace")
+            names = ", ".join(map(repr, dropped[:8]))
+            if not changed and self._json_merges.get(rel) == content:
+                # Measured (after run 10): the same object sent again after it was merged
+                # would have read as a deletion and dropped the keys the merge had kept.
+                return text, (
+                    f"{rel} already had these values (the same content was merged before), "
+                    f"so nothing changed and {names} stayed"
+                )
             if not changed:
                 return None  # keys left out, nothing changed: a deletion
-            text = current.decode("utf-8", errors="replace")
             merged = _json_merged(text, value, {key: new_value[key] for key in changed})
-            names = ", ".join(map(repr, dropped[:8]))
             if merged is not None:
+                self._json_merges[rel] = content
                 return merged, (
                     f"the content had only {', '.join(map(repr, new_value))} of {rel}'s keys, "
                     f"so only {'that value was' if len(changed) == 1 else 'those values were'} "
