@@ -82,8 +82,6 @@ _ARGUMENT_CHARS = 500
 def _default_identity(name: str, role: str) -> str:
     # Each sentence was measured on the embedded model (benchmarks/bench_tasks.py); the last
     # one stops it from reading a file it was asked to create, and giving up on the error.
-    # "file names" (run 10): asked which file mentions a word, it searched, read the file
-    # it found and answered with the matching line, in three runs out of four.
     return (
         f"You are {name}, a {role} agent of Octopussy. Complete the task you are given, "
         "using the available tools when they help; work on the files in the workspace with "
@@ -93,8 +91,8 @@ def _default_identity(name: str, role: str) -> str:
         "compute sums, averages, maxima and counts with execute_python: it runs Python 3 "
         "in the workspace, so open files by name (csv.DictReader for CSV, json.load for "
         "JSON) and print the result. When you are done, give the final answer in one or two "
-        "sentences: what you did, and the file names, values, numbers or file contents the "
-        "task asked for. Begin with the task's first step: to create a file, call write_file."
+        "sentences: what you did, and the values, numbers or file contents the task asked "
+        "for. Begin with the task's first step: to create a file, call write_file."
     )
 
 
