@@ -60,4 +60,3 @@ def merge3(base: Sequence[str], ours: Sequence[str], theirs: Sequence[str]) -> l
 
 def _order(change: _Change) -> tuple[int, int, tuple[str, ...]]:
     return (change.start, change.end, change.lines)
-
