@@ -836,6 +836,17 @@ async def test_execute_python_prints_the_value_of_a_last_expression(
     assert "its value is printed" not in text(printed)
     broken = await failed(client, "execute_python", code="x = 1\nx +")
     assert "SyntaxError" in data(broken)["stderr"]
+    # Measured (run 12): the whole script was an assignment, and the model made a total up.
+    code = "total = sum(int(r['revenue']) for r in csv.DictReader(open('sales.csv')))"
+    assigned = await ok(client, "execute_python", code=code)
+    assert data(assigned)["stdout"] == "total = 2150\n"
+    assert "ends in an assignment, so that value is shown" in text(assigned)
+    counted = await ok(client, "execute_python", code="n = 1\nn += 2")
+    assert data(counted)["stdout"] == "n = 3\n"
+    quiet = await ok(client, "execute_python", code="x = 5\nprint('done')\ny = x")
+    assert data(quiet)["stdout"] == "done\n"  # it prints: only what it prints
+    unpacked = await ok(client, "execute_python", code="a, b = 1, 2")
+    assert data(unpacked)["stdout"] == ""
     traced = await failed(client, "execute_python", code="x = 1\n1 / 0")
     assert "line 2" in data(traced)["stderr"]
 
@@ -893,7 +904,7 @@ async def test_execute_python_key_error_names_the_csv_columns(
 
 @needs_bwrap
 async def test_execute_python_empty_output_says_so(client: Client) -> None:
-    assert "(no output; use print()" in text(await ok(client, "execute_python", code="x = 1"))
+    assert "(no output; use print()" in text(await ok(client, "execute_python", code="import os"))
 
 
 async def test_execute_python_without_bwrap_says_so(
