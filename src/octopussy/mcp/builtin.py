@@ -1065,12 +1065,9 @@ class BuiltinTools:
         repair = None if command is not None else repair_python(code)
         if repair is not None:
             code = repair.code
-        shown = None if command is not None else _print_last_expression(code)
+        shown = None if command is not None else _shown_last_value(code)
         if shown is not None:
-            code = shown
-        assignment = None if command is not None or shown else _print_last_assignment(code)
-        if assignment is not None:
-            code = assignment
+            code = shown[0]
         missing = [] if command is not None else _unimported_modules(code)
         if missing:
             # "csv.DictReader(...)" without "import csv" can only fail with a NameError, and
@@ -1106,13 +1103,11 @@ class BuiltinTools:
             )
         if shown is not None and result.ok:
             result.notes.append(
-                "the code ends in an expression: its value is printed unless it is None (as "
-                "a notebook shows it); use print() for anything else"
-            )
-        if assignment is not None and result.ok:
-            result.notes.append(
                 "the code prints nothing and ends in an assignment, so that value is shown "
                 "(the last line was added); use print() for the results you need"
+                if shown[1]
+                else "the code ends in an expression: its value is printed unless it is None "
+                "(as a notebook shows it); use print() for anything else"
             )
         if capped:
             result.notes.append(f"timeout_seconds was capped at the configured {limit:g} s")
@@ -1408,6 +1403,8 @@ _SHELL_PYTHON = re.compile(r"\A\s*(?:\$\s*)?python3?\s+([\w./-]+\.py)((?:[ \t]+[
 
 _LAST_VALUE = "__octopussy_last_value__"
 #: Calls made for what they do, whose return value (a byte count, a path) is noise.
+#: Calls that show output: code with one of them prints what it means to (no last value).
+_OUTPUT_CALLS = frozenset({"print", "write", "pprint", "display"})
 _SIDE_EFFECT_CALLS = frozenset(
     {
         "print", "write", "writelines", "write_text", "write_bytes", "flush", "close",
@@ -1416,28 +1413,50 @@ _SIDE_EFFECT_CALLS = frozenset(
 )  # fmt: skip
 
 
-def _print_last_expression(code: str) -> str | None:
-    """``code`` that also prints the value of its last expression, as a notebook shows it.
+def _shown_last_value(code: str) -> tuple[str, bool] | None:
+    """``code`` that also shows its last value, and whether that value is an assignment's.
 
-    Small models write ``sum(rows)`` and forget ``print``, then read "(no output)" and make a
-    number up. The last top-level statement, when it is an expression other than a
-    ``print(...)`` call or a literal, is bound to a name and printed unless it is ``None``
-    (so ``main()`` prints nothing more). Line numbers stay as they were; None if unchanged.
+    Small models write ``sum(rows)`` or ``total = sum(rows)`` and forget ``print``, then read
+    "(no output)" and make a number up (measured, runs 4 and 12). A last expression is
+    printed as a notebook shows it; a last assignment is shown when the code prints
+    nothing. None if the code is unchanged (or does not parse).
     """
     try:
         tree = ast.parse(code)
     except (SyntaxError, ValueError, MemoryError, RecursionError):
         return None
-    if not tree.body or not isinstance(last := tree.body[-1], ast.Expr):
+    if not tree.body:
+        return None
+    expression = _print_last_expression(code, tree)
+    if expression is not None:
+        return expression, False
+    name = _last_assigned_name(tree)
+    if name is None:
+        return None
+    rebuilt = code if code.endswith("\n") else code + "\n"
+    return f"{rebuilt}print({name + ' ='!r}, repr({name}))\n", True
+
+
+def _call_name(call: ast.Call) -> str:
+    """``f`` for ``f(...)`` and ``x.f(...)``."""
+    func = call.func
+    return func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
+
+
+def _print_last_expression(code: str, tree: ast.Module) -> str | None:
+    """``code`` that also prints the value of its last expression, as a notebook shows it.
+
+    The last top-level statement, when it is an expression other than a ``print(...)``
+    call or a literal, is bound to a name and printed unless it is ``None`` (so ``main()``
+    prints nothing more). Line numbers stay as they were; None if unchanged.
+    """
+    if not isinstance(last := tree.body[-1], ast.Expr):
         return None
     value = last.value
     if isinstance(value, ast.Constant | ast.Await | ast.Yield | ast.YieldFrom):
         return None
-    if isinstance(value, ast.Call):
-        func = value.func
-        name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-        if name in _SIDE_EFFECT_CALLS:
-            return None
+    if isinstance(value, ast.Call) and _call_name(value) in _SIDE_EFFECT_CALLS:
+        return None
     lines = code.splitlines(keepends=True)
     row = last.lineno - 1
     head = lines[row].encode("utf-8")
@@ -1448,26 +1467,6 @@ def _print_last_expression(code: str) -> str | None:
     if not rebuilt.endswith("\n"):
         rebuilt += "\n"
     return f"{rebuilt}if {_LAST_VALUE} is not None:\n    print(repr({_LAST_VALUE}))\n"
-
-
-def _print_last_assignment(code: str) -> str | None:
-    """``code`` that also shows the name its last statement assigns, when it prints nothing.
-
-    Measured (run 12): ``total_revenue = sum(...)`` as the whole script, "(no output)", and a
-    made-up total. For ``x = …``, ``x: int = …`` or ``x += …`` last, in code that never
-    calls print/write, ``print('x =', repr(x))`` is added at the end; None if unchanged.
-    """
-    try:
-        tree = ast.parse(code)
-    except (SyntaxError, ValueError, MemoryError, RecursionError):
-        return None
-    if not tree.body:
-        return None
-    name = _last_assigned_name(tree)
-    if name is None:
-        return None
-    rebuilt = code if code.endswith("\n") else code + "\n"
-    return f"{rebuilt}print({name + ' ='!r}, repr({name}))\n"
 
 
 def _last_assigned_name(tree: ast.Module) -> str | None:
@@ -1482,11 +1481,8 @@ def _last_assigned_name(tree: ast.Module) -> str | None:
     if not isinstance(target, ast.Name):
         return None
     for node in ast.walk(tree):
-        if isinstance(node, ast.Call):
-            func = node.func
-            name = func.id if isinstance(func, ast.Name) else getattr(func, "attr", "")
-            if name in {"print", "write", "pprint", "display"}:
-                return None
+        if isinstance(node, ast.Call) and _call_name(node) in _OUTPUT_CALLS:
+            return None
     return target.id
 
 
