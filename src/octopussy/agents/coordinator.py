@@ -410,7 +410,7 @@ class Coordinator(Agent):
         alone = len(calls) == 1
         for call in calls:
             if call.name == CREATE_TASK.name:
-                description = self._description(text, call.arguments, alone, self._said())
+                description = self._description(text, call.arguments, alone)
                 task = await self.desk.create_task(description)
                 turn.task_ids.append(task.id)
                 lines.append(f"Task assigned (ID: {task.id}).")
@@ -429,9 +429,7 @@ class Coordinator(Agent):
         """Everything in the conversation so far (what a description may draw on)."""
         return "\n".join(message.content for message in self.history)
 
-    def _description(
-        self, text: str, arguments: dict[str, Any], alone: bool, context: str = ""
-    ) -> str:
+    def _description(self, text: str, arguments: dict[str, Any], alone: bool) -> str:
         """The model's task description, or the user's own words when the model's is empty,
         loses a file name or quoted text the user gave (small models do both, and turn "a"
         into 'a'), or names a file, folder or quoted value that neither the message nor the
@@ -445,9 +443,8 @@ class Coordinator(Agent):
             exact = [*_FILE_NAME.findall(text), *(m.group(0) for m in _QUOTED.finditer(text))]
             if any(value not in description for value in exact):
                 return text
-            invented = [
-                value for value in _named(description) if not _mentioned(value, text, context)
-            ]
+            said = self._said()
+            invented = [value for value in _named(description) if not _mentioned(value, text, said)]
             if invented:
                 self.log.info(
                     "the task description names %s, which the user did not: the user's own "
@@ -463,7 +460,7 @@ class Coordinator(Agent):
         if not spec:
             raise _Undecided("schedule_task without a schedule")
         try:
-            description = self._description(text, arguments, alone, self._said())
+            description = self._description(text, arguments, alone)
             scheduled = await self.desk.schedule_task(description, spec)
         except ConfigError as exc:
             return f"I could not schedule that: {exc}"
