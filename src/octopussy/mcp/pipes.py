@@ -118,8 +118,8 @@ async def pipe_stdio_server() -> AsyncIterator[tuple[Any, Any]]:
     wire_out = _private_copy(1, 2)
     in_flags = fcntl.fcntl(wire_in, fcntl.F_GETFL)
     out_flags = fcntl.fcntl(wire_out, fcntl.F_GETFL)
-    # Each transport owns its file object and closes it; the wire fds go back to 0 and 1
-    # first, so closing the private copies never closes the client's pipe under us.
+    # Each transport gets a duplicate of its wire fd and closes it when done; the private
+    # copies stay open until they have been put back on fd 0 and 1 (see finally below).
     in_file = os.fdopen(os.dup(wire_in), "rb", buffering=0)
     out_file = os.fdopen(os.dup(wire_out), "wb", buffering=0)
     try:
