@@ -396,3 +396,35 @@ async def test_assign_task_creates_an_unknown_task_and_skips_finished_ones(
     assert record.status is TaskStatus.DONE
     await worker.handle(message)  # finished: not run again (the script has no second item)
     assert len(model.calls) == 1
+
+
+class FileTools:
+    """``read_file`` answering as the built-in server does (tests/agents/test_sources.py)."""
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [ToolSpec("read_file", "Read a file.", {"type": "object", "properties": {}})]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> FakeResult:
+        return FakeResult(
+            "     1\tThe octopus has three hearts and blue blood.\n[end of animals.txt]"
+        )
+
+
+async def test_an_answer_quoting_a_file_line_cites_the_file(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    await add_task(store, text="Which file mentions the octopus?")
+    model = ScriptedModel(
+        [
+            ToolCall("read_file", {"path": "animals.txt"}),
+            "The octopus has three hearts and blue blood.",
+        ]
+    )
+    worker = Worker("w1", bus=bus, store=store, model=model, tools=FileTools(), max_steps=5)
+
+    await worker.run_task("t1")
+
+    _, result = await drain(coordinator, 2)
+    cited = "The octopus has three hearts and blue blood. (from animals.txt, line 1)"
+    assert result.payload["result"] == cited
+    assert [r.content for r in await store.results("t1") if r.kind == "result"] == [cited]

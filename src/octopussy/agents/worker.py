@@ -8,9 +8,11 @@
         ▼
     react(...) ─┬─ ToolCallStep   ──► result "progress" + task data "tool_calls", "usage"
                 │                     (one transaction), TASK_PROGRESS "calling tool X with {…}"
-                ├─ ToolResultStep ──► is_error of the call, in memory (stored with the next write)
+                ├─ ToolResultStep ──► is_error of the call, in memory (stored with the next write);
+                │                     file lines read, for citing them (agents/sources.py)
                 ├─ ModelStep      ──► usage summed, in memory (stored with the next write)
-                └─ FinalAnswer    ──► finish_task: result "result", status DONE, task data (one
+                └─ FinalAnswer    ──► a quoted file line gets "(from FILE, line N)" added;
+                                      finish_task: result "result", status DONE, task data (one
                                       transaction); TASK_RESULT {result, response_number,
                                       partial}; then, unless partial,
                                       "Task: … Result: …" stored in long-term memory
@@ -48,6 +50,7 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable
+from dataclasses import replace
 from typing import Any
 
 from octopussy.agents.base import Agent
@@ -59,6 +62,7 @@ from octopussy.agents.react import (
     ToolSource,
     react,
 )
+from octopussy.agents.sources import Sources
 from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
 from octopussy.errors import BackendUnavailable
@@ -175,6 +179,7 @@ class Worker(Agent):
         usage = Usage()
         tool_calls: list[dict[str, Any]] = []
         final: FinalAnswer | None = None
+        sources = Sources()
         try:
             # One round trip reads and marks the task; the record it returns is the fresh one.
             record = await self.task_store.claim_task(task_id, worker=self.name)
@@ -197,7 +202,12 @@ class Worker(Agent):
                 elif isinstance(step, ToolResultStep):
                     if tool_calls:
                         tool_calls[-1]["is_error"] = step.is_error
+                    sources.record(
+                        step.call.name, step.call.arguments, step.result_text, step.is_error
+                    )
                 elif isinstance(step, FinalAnswer):
+                    if not step.partial:
+                        step = replace(step, text=sources.cite(step.text))
                     await self._finish(task_id, step, tool_calls, usage)
                     final = step
         except asyncio.CancelledError:
