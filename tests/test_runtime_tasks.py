@@ -52,3 +52,40 @@ async def test_task_runs_a_real_tool_and_reports(tmp_path: Path) -> None:
     result = next(m for m in presenter.shown if m.type is MessageType.TASK_RESULT)
     assert result.task_id == task.id
     assert result.payload["result"] == "I wrote hello.txt."
+
+
+async def test_a_question_cannot_change_files(tmp_path: Path) -> None:
+    """A message that only asks: its worker runs without write_file and edit_file."""
+    workspace = tmp_path / "ws"
+    workspace.mkdir()
+    (workspace / "sales.csv").write_text("month,revenue\nMarch,1830\n")
+    (tmp_path / "config.yaml").write_text(
+        f"llm:\n  provider: scripted\nworkspace: {workspace}\nworkers:\n  optimize_prompts: false\n"
+    )
+    loaded = load_config(None, cwd=tmp_path)
+    coordinator_model = ScriptedModel(
+        [ToolCall("create_task", {"description": "Find the best month in sales.csv."})]
+    )
+    worker_model = ScriptedModel(
+        [
+            ToolCall("write_file", {"path": "sales.csv", "content": "month,total\nMarch,1830\n"}),
+            "March.",
+        ]
+    )
+    presenter = Collect()
+    models = {"coordinator": coordinator_model, "worker": worker_model}
+    async with Runtime(loaded, presenter=presenter, models=models) as runtime:
+        await runtime.warm_up()
+        reply = await runtime.coordinator.chat("Which month has the highest revenue in sales.csv?")
+        async with asyncio.timeout(60):
+            await presenter.result.wait()
+        (task_id,) = runtime.coordinator.last_turn.task_ids if runtime.coordinator.last_turn else []
+        stored = await runtime.store.get_task(task_id)
+    assert reply == f"Task assigned (ID: {task_id})."
+    assert stored is not None
+    assert stored.data["question"] is True
+    offered = {spec.name for spec in worker_model.calls[0].tools}
+    assert {"read_file", "search_files", "execute_python"} <= offered
+    assert not offered & {"write_file", "edit_file"}
+    assert (workspace / "sales.csv").read_text() == "month,revenue\nMarch,1830\n"
+    assert stored.data["tool_calls"][0]["is_error"] is True

@@ -507,6 +507,12 @@ class WorkerSettings(_Section):
     max_idle_workers: int = Field(default=3, ge=0, le=1000)
     max_steps: int = Field(default=10, ge=1, le=200)
     optimize_prompts: bool = Field(default=True, description="Rewrite tasks before running.")
+    question_withholds: list[str] = Field(
+        default_factory=lambda: ["write_file", "edit_file"],
+        description="Tools a task made from a question (a message that only asks, such as "
+        "'Which month has the highest revenue?') runs without, so answering cannot change "
+        "files; [] gives questions every tool.",
+    )
     role: str = Field(
         default="worker",
         min_length=1,

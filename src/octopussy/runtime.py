@@ -252,6 +252,7 @@ class Runtime:
             role=role,
             max_steps=self.config.workers.max_steps,
             long_term=self.memory_for(role),
+            question_withholds=frozenset(self.config.workers.question_withholds),
         )
 
     # -- the tool agent (generated tools) -----------------------------------------------
@@ -289,8 +290,12 @@ class Runtime:
             always=settings.worker_requests == "always",
         )
 
-    async def create_task(self, description: str) -> TaskRecord:
-        """Store a task, optimize its prompt and hand it to the worker pool."""
+    async def create_task(self, description: str, *, question: bool = False) -> TaskRecord:
+        """Store a task, optimize its prompt and hand it to the worker pool.
+
+        ``question``: the user only asked, so the worker runs it without the tools in
+        ``workers.question_withholds`` (task data ``"question": true``, kept for a resume).
+        """
         await self.start_tools()
         prompt = await self.optimizer.optimize(description)
         now = time.time()
@@ -300,6 +305,7 @@ class Runtime:
             prompt=prompt if prompt != description else None,
             created_at=now,
             updated_at=now,
+            data={"question": True} if question else {},
         )
         await self.store.add_task(task)
         if self.hand_over_tasks:

@@ -156,10 +156,12 @@ class Desk:
 
     def __init__(self) -> None:
         self.tasks: list[str] = []
+        self.questions: list[bool] = []
         self.schedules: list[tuple[str, str]] = []
 
-    async def create_task(self, description: str) -> TaskRecord:
+    async def create_task(self, description: str, *, question: bool = False) -> TaskRecord:
         self.tasks.append(description)
+        self.questions.append(question)
         return TaskRecord(id=f"t{len(self.tasks)}", description=description)
 
     async def schedule_task(self, description: str, spec: str) -> Any:
@@ -180,6 +182,7 @@ async def test_work_becomes_a_task_and_the_user_sees_its_id() -> None:
     reply = await coordinator.chat("how many lines has notes.txt?")
     assert reply == "Task assigned (ID: t1)."
     assert desk.tasks == ["Count the lines of notes.txt"]
+    assert desk.questions == [True]  # the user only asked: a question task
     assert coordinator.last_turn is not None
     assert coordinator.last_turn.task_ids == ["t1"]
     assert [m.content for m in coordinator.history] == [
@@ -232,10 +235,18 @@ async def test_an_unusable_decision_on_a_work_request_becomes_a_task() -> None:
     text = "Add milk as a new last line of shopping.txt."
     assert await coordinator.chat(text) == "Task assigned (ID: t1)."
     assert desk.tasks == [text]
+    assert desk.questions == [False]  # a request: it may change files
     assert len(model.calls) == 1  # no plain answer was asked for
     assert coordinator.last_turn is not None
     assert coordinator.last_turn.task_ids == ["t1"]
     assert coordinator.history[-1].content == "Task assigned (ID: t1)."
+
+
+async def test_a_question_that_falls_back_to_a_task_stays_a_question() -> None:
+    cut_off = ModelBehaviorError("the model's JSON was cut off", raw='{"tool": "create_ta')
+    coordinator, desk = routed(ScriptedModel([cut_off]))
+    await coordinator.chat("Which month has the highest revenue in sales.csv?")
+    assert desk.questions == [True]
 
 
 async def test_a_description_that_loses_a_file_name_is_replaced_by_the_users_words() -> None:

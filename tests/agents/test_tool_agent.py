@@ -463,7 +463,7 @@ async def test_network_is_offered_only_when_allowed(tmp_path: Path, bus: InMemor
 
 
 class _Desk:
-    async def create_task(self, description: str) -> Any:
+    async def create_task(self, description: str, *, question: bool = False) -> Any:
         raise AssertionError("no task expected")
 
     async def schedule_task(self, description: str, spec: str) -> Any:

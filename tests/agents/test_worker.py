@@ -428,3 +428,50 @@ async def test_an_answer_quoting_a_file_line_cites_the_file(
     cited = "The octopus has three hearts and blue blood. (from animals.txt, line 1)"
     assert result.payload["result"] == cited
     assert [r.content for r in await store.results("t1") if r.kind == "result"] == [cited]
+
+
+class WritingTools(FakeTools):
+    """FakeTools plus a ``write_file`` that records what it was asked to write."""
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [*super().tool_specs(), ToolSpec("write_file", "Write a file.")]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> FakeResult:
+        if name == "write_file":
+            self.calls.append((name, dict(arguments)))
+            return FakeResult("written")
+        return await super().call(name, arguments)
+
+
+async def test_a_question_task_runs_without_the_withheld_tools(
+    bus: InMemoryBus, store: SqliteStore, coordinator: Inbox
+) -> None:
+    task = TaskRecord(
+        id="q1", description="Which is bigger?", created_at=time.time(), data={"question": True}
+    )
+    await store.add_task(task)
+    model = ScriptedModel([ToolCall("write_file", {"path": "sales.csv"}), "It is 5."])
+    tools = WritingTools()
+    worker = Worker(
+        "w1",
+        bus=bus,
+        store=store,
+        model=model,
+        tools=tools,
+        question_withholds=frozenset({"write_file"}),
+    )
+
+    await worker.run_task("q1")
+
+    assert [spec.name for spec in model.calls[0].tools] == ["add", "fail"]
+    assert tools.calls == []  # the call of the withheld tool never reached the tool source
+    refused = model.calls[1].messages[-1]
+    assert refused.role == "tool"
+    assert "the user asked a question" in refused.content
+    _, result = await drain(coordinator, 2)
+    assert result.payload["result"] == "It is 5."
+    # a task that is not a question has every tool
+    await add_task(store, "t2", "write it down")
+    worker.model = model = ScriptedModel(["done"])
+    await worker.run_task("t2")
+    assert [spec.name for spec in model.calls[0].tools] == ["add", "fail", "write_file"]

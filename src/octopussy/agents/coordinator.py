@@ -3,7 +3,9 @@
     user ── chat(text) ──► Coordinator ──► model (system prompt + conversation + routing tools)
                               ├─ final answer ──────────────► streamed to the user
                               ├─ create_task(description) ──► desk.create_task
-                              │                                 "Task assigned (ID: …)"
+                              │                                 "Task assigned (ID: …)"; a
+                              │          message that only asks makes a question task (no
+                              │          file-changing tools: orchestration/questions.py)
                               ├─ schedule_task(…, schedule) ► desk.schedule_task
                               │                                 "Scheduled (ID: …)"
                               ├─ create_tool(description) ──► bus ──► tool agent (if running)
@@ -46,6 +48,7 @@ from octopussy.llm.base import (
     ToolSpec,
 )
 from octopussy.memory.shortterm import ShortTermMemory
+from octopussy.orchestration.questions import is_question
 from octopussy.store.base import Store, TaskRecord
 
 COORDINATOR = "coordinator"
@@ -202,7 +205,9 @@ class Scheduled(Protocol):
 class TaskDesk(Protocol):
     """Where the coordinator hands work; the runtime is one."""
 
-    async def create_task(self, description: str) -> TaskRecord: ...
+    async def create_task(self, description: str, *, question: bool = False) -> TaskRecord:
+        """``question``: the user only asked; the task must not change files."""
+        ...
 
     async def schedule_task(self, description: str, spec: str) -> Scheduled: ...
 
@@ -367,7 +372,7 @@ class Coordinator(Agent):
                 # followed was the text "create_task." — so the request becomes a task in
                 # the user's own words instead.
                 self.log.info("routing decision unusable (%s); the request becomes a task", exc)
-                task = await self.desk.create_task(text)
+                task = await self.desk.create_task(text, question=is_question(text))
                 turn = Turn(f"Task assigned (ID: {task.id}).", task_ids=[task.id])
                 yield turn.text
                 self._commit(text, turn.text)
@@ -408,10 +413,11 @@ class Coordinator(Agent):
         # "Tell the user to open config.json ..." (refused), while the coordinator's
         # imperative descriptions ("Find the port in config.json") optimize well.
         alone = len(calls) == 1
+        question = is_question(text)
         for call in calls:
             if call.name == CREATE_TASK.name:
                 description = self._description(text, call.arguments, alone)
-                task = await self.desk.create_task(description)
+                task = await self.desk.create_task(description, question=question)
                 turn.task_ids.append(task.id)
                 lines.append(f"Task assigned (ID: {task.id}).")
             elif call.name == SCHEDULE_TASK.name:

@@ -5,6 +5,7 @@
         │  long-term memory of the role: recall(task.description) ──► notes (task data
         │      "recalled"), appended to the identity as "Notes from earlier tasks ..."
         │  ShortTermMemory(identity [+ notes], task.prompt or task.description)
+        │  a question task (data "question") runs without ``question_withholds``
         ▼
     react(...) ─┬─ ToolCallStep   ──► result "progress" + task data "tool_calls", "usage"
                 │                     (one transaction), TASK_PROGRESS "calling tool X with {…}"
@@ -49,7 +50,7 @@ import asyncio
 import json
 import time
 import uuid
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Mapping
 from dataclasses import replace
 from typing import Any
 
@@ -58,6 +59,7 @@ from octopussy.agents.react import (
     FinalAnswer,
     ModelStep,
     ToolCallStep,
+    ToolResultLike,
     ToolResultStep,
     ToolSource,
     react,
@@ -65,8 +67,8 @@ from octopussy.agents.react import (
 from octopussy.agents.sources import Sources
 from octopussy.bus.base import MessageBus
 from octopussy.bus.messages import Message, MessageType
-from octopussy.errors import BackendUnavailable
-from octopussy.llm.base import Model, Usage
+from octopussy.errors import BackendUnavailable, ToolError
+from octopussy.llm.base import Model, ToolSpec, Usage
 from octopussy.memory.notes import TaskNotes, notes_message
 from octopussy.memory.shortterm import ShortTermMemory
 from octopussy.store.base import Store, TaskRecord, TaskStatus
@@ -109,6 +111,27 @@ def _short(value: str, limit: int) -> str:
     return value if len(value) <= limit else value[: max(0, limit - 1)] + "…"
 
 
+class Withheld:
+    """``tools`` without ``names``: what a question task runs with (see
+    ``octopussy.orchestration.questions``). A call of a withheld tool is refused with a
+    reason the model can act on."""
+
+    def __init__(self, tools: ToolSource, names: frozenset[str]) -> None:
+        self.tools = tools
+        self.names = names
+
+    def tool_specs(self) -> list[ToolSpec]:
+        return [spec for spec in self.tools.tool_specs() if spec.name not in self.names]
+
+    async def call(self, name: str, arguments: Mapping[str, Any]) -> ToolResultLike:
+        if name in self.names:
+            raise ToolError(
+                f"{name} is not available for this task: the user asked a question, so "
+                "answer it without changing any file"
+            )
+        return await self.tools.call(name, arguments)
+
+
 class Worker(Agent):
     """Runs tasks with a model and a tool source; reports to ``report_to``."""
 
@@ -128,6 +151,7 @@ class Worker(Agent):
         report_to: str = "coordinator",
         budget_tokens: int = DEFAULT_BUDGET_TOKENS,
         long_term: TaskNotes | None = None,
+        question_withholds: frozenset[str] = frozenset(),
     ) -> None:
         super().__init__(name, bus=bus, store=store)
         self.task_store: Store = store
@@ -140,6 +164,8 @@ class Worker(Agent):
         self.budget_tokens = budget_tokens
         #: The role's long-term memory, shared with every worker of the role (None: off).
         self.long_term = long_term
+        #: Tools a question task (task data ``"question": true``) runs without.
+        self.question_withholds = question_withholds
         self.current_task: str | None = None
         self.tasks_run = 0
         self._shutdown = False
@@ -193,7 +219,10 @@ class Worker(Agent):
                 budget_tokens=self.budget_tokens,
                 summarizer=self.model,
             )
-            async for step in react(self.model, self.tools, memory, max_steps=self.max_steps):
+            tools = self.tools
+            if record.data.get("question") and self.question_withholds:
+                tools = Withheld(self.tools, self.question_withholds)
+            async for step in react(self.model, tools, memory, max_steps=self.max_steps):
                 if isinstance(step, ModelStep):
                     usage = usage + step.usage
                 elif isinstance(step, ToolCallStep):
