@@ -5,7 +5,8 @@ from __future__ import annotations
 import json
 
 from octopussy.bus.messages import Message, MessageType
-from octopussy.display import format_line, format_message, message_json
+from octopussy.display import format_line, format_message, format_task, message_json
+from octopussy.store.base import TaskRecord, TaskResult, TaskStatus
 
 
 def msg(kind: MessageType, payload: dict[str, object], task_id: str | None = None) -> Message:
@@ -54,3 +55,34 @@ def test_assembly_progress_prints_quarters_once() -> None:
         report(done, 100)
     assert lines[0].startswith("Preparing the embedded model")
     assert lines[1:] == ["  25%", "  50%", "  75%", "  done"]
+
+
+def test_a_task_view_shows_every_part_and_marks_a_question() -> None:
+    task = TaskRecord(
+        id="ab12",
+        description="Which month is best?",
+        status=TaskStatus.DONE,
+        assigned_to="worker_1",
+        prompt="Find the best month in sales.csv.",
+        data={
+            "question": True,
+            "tool_calls": [{"name": "read_file", "arguments": {"path": "sales.csv"}}],
+            "usage": {"requests": 2, "input_tokens": 10, "output_tokens": 3},
+        },
+    )
+    results = [
+        TaskResult("ab12", 1, "progress", "calling…", 0.0),
+        TaskResult("ab12", 1, "result", "March", 0.0),
+    ]
+    lines = format_task(task, results)
+    assert lines[0] == "Task ab12: done (worker_1)"
+    assert lines[2:] == [
+        "  asked:   Which month is best?",
+        "  prompt:  Find the best month in sales.csv.",
+        "  kind:    question (runs without the file-changing tools)",
+        '  tool:    read_file {"path": "sales.csv"}',
+        "  usage:   2 model call(s), 10 in / 3 out tokens",
+        "  result #1: March",
+    ]
+    task.data.pop("question")
+    assert not any(line.startswith("  kind:") for line in format_task(task, results))

@@ -148,6 +148,8 @@ def format_task(task: TaskRecord, results: list[TaskResult]) -> list[str]:
     lines.append(f"  asked:   {task.description}")
     if task.prompt:
         lines.append(f"  prompt:  {task.prompt}")
+    if task.data.get("question"):
+        lines.append("  kind:    question (runs without the file-changing tools)")
     for call in task.data.get("tool_calls", []):
         mark = " (error)" if call.get("is_error") else ""
         arguments = json.dumps(call.get("arguments"), ensure_ascii=False, default=str)
