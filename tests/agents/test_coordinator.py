@@ -286,8 +286,11 @@ async def test_a_description_that_invents_a_name_is_replaced_by_the_users_words(
             # Measured on the embedded model: a folder and CSV columns nobody mentioned.
             ToolCall("create_task", {"description": "Find the file in the 'data' directory"}),
             ToolCall("create_task", {"description": "Sum 'amount' in data/sales.csv"}),
-            # Names from the message (any case, quotes added) or the conversation are fine.
+            # A quoted value must be said in the same case: the header is "revenue", and
+            # 'Revenue' is a KeyError (measured on the embedded model).
             ToolCall("create_task", {"description": "Sum the 'Revenue' column of sales.csv"}),
+            # Names from the message (quotes added) or the conversation are fine.
+            ToolCall("create_task", {"description": "Sum the 'revenue' column of sales.csv"}),
             ToolCall("create_task", {"description": "Open 'sales.csv' and add notes.txt"}),
         ]
     )
@@ -295,12 +298,14 @@ async def test_a_description_that_invents_a_name_is_replaced_by_the_users_words(
     await coordinator.chat(asked)
     await coordinator.chat(total)
     await coordinator.chat(total)
+    await coordinator.chat(total)
     coordinator.memory.append(ChatMessage.assistant("[task t1 result] notes.txt has 7 lines"))
     await coordinator.chat("now do the same with sales.csv too")
     assert desk.tasks == [
         asked,
         total,
-        "Sum the 'Revenue' column of sales.csv",
+        total,
+        "Sum the 'revenue' column of sales.csv",
         "Open 'sales.csv' and add notes.txt",
     ]
 

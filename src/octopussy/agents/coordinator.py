@@ -74,16 +74,28 @@ _FILE_NAME = re.compile(r"[\w./-]+\.[A-Za-z0-9]{1,6}\b")
 _QUOTED = re.compile(r"(?<!\w)([\"'`])[^\"'`\n]{1,80}?\1(?!\w)")
 
 
-def _named(text: str) -> list[str]:
-    """The file names and quoted values in ``text`` (quotes removed)."""
-    return [*_FILE_NAME.findall(text), *(m.group(0)[1:-1].strip() for m in _QUOTED.finditer(text))]
+def _invented(description: str, *said: str) -> list[str]:
+    """The file names and quoted values in ``description`` that none of ``said`` has.
+
+    A file name counts as said in any case; a quoted value only exactly: measured on the
+    embedded model, "the columns 'Month' and 'Revenue'" for a CSV whose header is
+    ``month,revenue`` (the user wrote "month" and "revenue") sent the worker to a KeyError.
+    """
+    files = [name for name in _FILE_NAME.findall(description) if not _mentioned(name, *said)]
+    quoted = [m.group(0)[1:-1].strip() for m in _QUOTED.finditer(description)]
+    return [
+        *files,
+        *(value for value in quoted if not _mentioned(value, *said, exact_case=True)),
+    ]
 
 
-def _mentioned(value: str, *texts: str) -> bool:
-    """Whether ``value`` appears as a whole word (any case) in one of ``texts``."""
+def _mentioned(value: str, *texts: str, exact_case: bool = False) -> bool:
+    """Whether ``value`` appears as a whole word (any case, unless ``exact_case``) in one of
+    ``texts``."""
     if not value:
         return True
-    found = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", re.IGNORECASE)
+    flags = 0 if exact_case else re.IGNORECASE
+    found = re.compile(rf"(?<!\w){re.escape(value)}(?!\w)", flags)
     return any(found.search(text) for text in texts)
 
 
@@ -450,7 +462,7 @@ class Coordinator(Agent):
             if any(value not in description for value in exact):
                 return text
             said = self._said()
-            invented = [value for value in _named(description) if not _mentioned(value, text, said)]
+            invented = _invented(description, text, said)
             if invented:
                 self.log.info(
                     "the task description names %s, which the user did not: the user's own "
