@@ -232,13 +232,30 @@ async def test_write_file_creates_parents_and_counts_bytes(client: Client, works
     assert (workspace / "new" / "deep" / "file.txt").read_text() == "short"
 
 
+async def test_an_appended_line_leaves_no_empty_line(client: Client, workspace: Path) -> None:
+    (workspace / "sales.csv").write_text("month,revenue\nMay,1675\n")
+    # Measured: "\nJune,1500" for "add June,1500 as a new last line of sales.csv".
+    result = await ok(client, "write_file", path="sales.csv", content="\nJune,1500", append=True)
+    assert (workspace / "sales.csv").read_text() == "month,revenue\nMay,1675\nJune,1500\n"
+    assert "the one your content began with was dropped" in text(result)
+    # Two newlines ask for a blank line: kept, and said nothing about.
+    (workspace / "notes.md").write_text("# Notes\n")
+    result = await ok(client, "write_file", path="notes.md", content="\n\nMore.\n", append=True)
+    assert (workspace / "notes.md").read_text() == "# Notes\n\n\nMore.\n"
+    assert "Note:" not in text(result)
+    # A file without a final newline gets one before the new line, and stays as it was.
+    (workspace / "raw.txt").write_text("a")
+    await ok(client, "write_file", path="raw.txt", content="b", append=True)
+    assert (workspace / "raw.txt").read_text() == "a\nb"
+
+
 async def test_write_file_appends_on_a_new_line(client: Client, workspace: Path) -> None:
     await ok(client, "write_file", path="log.txt", content="one")
     result = await ok(client, "write_file", path="log.txt", content="two\n", append=True)
     assert "appended to the end" in text(result)
     assert (workspace / "log.txt").read_text() == "one\ntwo\n"
     await ok(client, "write_file", path="log.txt", content="three", append=True)
-    assert (workspace / "log.txt").read_text() == "one\ntwo\nthree"
+    assert (workspace / "log.txt").read_text() == "one\ntwo\nthree\n"  # ends as its lines do
     fresh = await ok(client, "write_file", path="new.txt", content="x", append=True)
     assert data(fresh)["created"] is True
     resent = await ok(

@@ -576,8 +576,10 @@ class BuiltinTools:
                             "added, so it replaced the file instead of being appended "
                             "(append=true takes only the new text)"
                         )
-                    if append and os.pread(fd, 1, st.st_size - 1) != b"\n":
-                        content = "\n" + content  # a new line, not glued to the last one
+                    if append:
+                        content, dropped = _as_new_lines(content, os.pread(fd, 1, st.st_size - 1))
+                        if dropped:
+                            notes.append(dropped)
             data = content.encode("utf-8")
             view = memoryview(data)
             while view:
@@ -1218,6 +1220,26 @@ _CODE_MARKERS = re.compile(
     r"\b(?:print|open|sum|len|range)\s*\(|\b(?:csv|json|os|sys)\.\w+\s*\(",
     re.MULTILINE,
 )
+
+
+def _as_new_lines(content: str, last_byte: bytes) -> tuple[str, str | None]:
+    """``content`` to append after a file whose last byte is ``last_byte``: on a line of its
+    own, ending like the file's lines do; and a note when a newline was dropped."""
+    if last_byte != b"\n":
+        return "\n" + content, None  # a new line, not glued to the last one
+    note = None
+    if content.startswith("\n") and not content.startswith("\n\n") and content.strip():
+        # Measured: for "add June,1500 as a new last line of sales.csv" the embedded model
+        # sent "\nJune,1500"; the file already ends with a newline, so that was an empty
+        # line in the CSV. Two newlines ask for a blank line and are kept.
+        content = content[1:]
+        note = (
+            "the file already ends with a newline, so the one your content began with was "
+            "dropped (it would have left an empty line)"
+        )
+    if not content.endswith("\n"):
+        content += "\n"  # the file's lines end with a newline; so does the new one
+    return content, note
 
 
 def _looks_like_code(content: str) -> bool:
