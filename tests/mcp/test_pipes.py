@@ -13,6 +13,7 @@ import asyncio
 import json
 import os
 import socket
+import subprocess
 import sys
 import tempfile
 import time
@@ -137,6 +138,45 @@ async def test_a_real_server_over_pipes() -> None:
     # The same pipes are back on fd 0 and 1, blocking, as they came.
     assert state["after"] == state["before"]
     assert state["before"]["0"][1] is False
+
+
+def test_a_client_gone_before_the_reply_ends_the_server_quietly(tmp_path: Path) -> None:
+    """Measured in bench_tasks: ``octopussy ask`` exited while a reply was on its way and
+    the server died with a ConnectionResetError traceback in the log."""
+    report = tmp_path / "report.json"
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, str(report)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    assert server.stdin is not None
+    assert server.stdout is not None
+    server.stdout.close()  # nobody reads the replies any more
+    request = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-06-18",
+            "capabilities": {},
+            "clientInfo": {"name": "gone", "version": "0"},
+        },
+    }
+    server.stdin.write(json.dumps(request).encode() + b"\n")
+    server.stdin.flush()
+    time.sleep(0.5)  # the reply is written into the closed pipe
+    server.stdin.close()
+    try:
+        server.wait(timeout=20)
+    finally:
+        server.kill()
+    assert server.stderr is not None
+    stderr = server.stderr.read()
+    server.stderr.close()
+    assert b"Traceback" not in stderr, stderr.decode(errors="replace")
+    assert server.returncode == 0
+    assert read_report(report)["pipes"] is True
 
 
 @pytest.mark.parametrize("mode", ["r", "w"])

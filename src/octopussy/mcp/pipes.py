@@ -30,6 +30,7 @@ import stat
 from collections.abc import AsyncIterator
 from typing import Any
 
+import anyio
 from mcp.server import MCPServer
 from mcp.server.stdio import stdio_server
 
@@ -79,16 +80,27 @@ class PipeLines:
 
 
 class PipeWriter:
-    """``write``/``flush`` coroutines over a pipe (what ``stdio_server`` writes to)."""
+    """``write``/``flush`` coroutines over a pipe (what ``stdio_server`` writes to).
+
+    A client that goes away while a reply is on its way (measured: ``octopussy ask``
+    exiting as its task ended) closes the pipe under the write; that is the end of the
+    session, not a crash. It surfaces as ``anyio.ClosedResourceError``, which the SDK's
+    writer task takes as its end, so the server stops quietly when stdin ends too.
+    """
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self._writer = writer
 
     async def write(self, text: str) -> None:
+        if self._writer.transport.is_closing():
+            raise anyio.ClosedResourceError("the client closed the connection")
         self._writer.write(text.encode("utf-8"))
 
     async def flush(self) -> None:
-        await self._writer.drain()
+        try:
+            await self._writer.drain()
+        except ConnectionError as exc:
+            raise anyio.ClosedResourceError("the client closed the connection") from exc
 
 
 def _private_copy(fd: int, divert_to: int) -> int:
